@@ -63,6 +63,7 @@ VCS_REF_HEAD_NAME: Final = "vcs.ref.head.name"
 
 # --- otel-tokens span attributes ---------------------------------------------------------
 COST_STATUS: Final = "otel_tokens.cost.status"  # "priced" | "unpriced" | "unknown_usage"
+CACHE_SAVINGS: Final = "otel_tokens.cost.cache_savings"  # float USD
 COST_MICRO_USD: Final = "otel_tokens.cost.micro_usd"  # int, for numeric tail-sampling policies
 USAGE_STATUS: Final = "otel_tokens.usage.status"  # "reported" | "missing"
 OUTCOME: Final = "otel_tokens.outcome"  # "success" | "error" | "partial"
@@ -111,6 +112,7 @@ M_LOOP_REPEATS: Final = "otel_tokens.loop.repeats"  # counter, {call}
 M_TASK_COST: Final = "otel_tokens.task.cost"  # histogram, USD, per finished task
 M_TASK_LLM_CALLS: Final = "otel_tokens.task.llm_calls"  # histogram, {call}, per finished task
 M_TASKS: Final = "otel_tokens.tasks"  # counter, {task}, finished tasks by outcome
+M_CACHE_SAVINGS: Final = "otel_tokens.cache.savings"  # counter, USD saved by cache reads
 
 UNIT_USD: Final = "USD"
 UNIT_TOKEN: Final = "{token}"
