@@ -142,3 +142,6 @@ ENV_TASK_SIZE: Final = "OTEL_TOKENS_TASK_SIZE"
 ENV_HASH_USER_IDS: Final = "OTEL_TOKENS_HASH_USER_IDS"
 ENV_STORE: Final = "OTEL_TOKENS_STORE"
 ENV_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+# --- local store (issue 4) -------------------------------------------------------------
+PROCESS_PID: Final = "process.pid"  # on stored task/agent/other spans, to show subprocesses
