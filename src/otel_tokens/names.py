@@ -145,3 +145,23 @@ ENV_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
 
 # --- local store (issue 4) -------------------------------------------------------------
 PROCESS_PID: Final = "process.pid"  # on stored task/agent/other spans, to show subprocesses
+
+# --- attribution (issue 3) ---------------------------------------------------------------
+TASK_LOOP_REPEATS: Final = "otel_tokens.task.loop_repeats"  # repeated requests in the task
+PROCESS_EXIT_CODE: Final = "process.exit.code"  # on the `otel-tokens run` task span
+OUTCOME_SUCCESS: Final = "success"  # task outcome values (set_outcome() may use others)
+OUTCOME_FAILURE: Final = "failure"
+TRIGGER_CI: Final = "ci"
+TRIGGER_LOCAL: Final = "local"
+RETRY_RATE_LIMIT: Final = "rate_limit"  # otel_tokens.retry.reason values
+RETRY_SERVER_ERROR: Final = "server_error"
+RETRY_TIMEOUT: Final = "timeout"
+RETRY_CONNECTION: Final = "connection"
+RETRY_OTHER: Final = "other"
+OVERFLOW_VALUE: Final = "_other"  # a bounded metric attribute past its cap of distinct values
+ENV_TRACEPARENT: Final = "TRACEPARENT"  # environment carriers for subprocesses
+ENV_TRACESTATE: Final = "TRACESTATE"
+ENV_BAGGAGE: Final = "BAGGAGE"
+ENV_REPORT_DIR: Final = "OTEL_TOKENS_REPORT_DIR"  # where a child process reports its totals
+ENV_USER_HASH_KEY: Final = "OTEL_TOKENS_USER_HASH_KEY"
+ENV_MAX_ATTR_VALUES: Final = "OTEL_TOKENS_MAX_ATTR_VALUES"
