@@ -1,0 +1,21 @@
+"""Thin per-SDK adapters: which methods to patch and how to read usage. Pure functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get(obj: Any, name: str) -> Any:
+    """Field `name` of an SDK model or a decoded JSON dict, or None."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def count(obj: Any, *path: str) -> int | None:
+    """An integer token count at `path`, or None when absent or not an int."""
+    for name in path:
+        obj = get(obj, name)
+    return obj if isinstance(obj, int) and not isinstance(obj, bool) else None

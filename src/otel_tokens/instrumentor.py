@@ -1,0 +1,172 @@
+"""Instrumentors: patch the supported SDKs' methods, idempotently.
+
+`OpenAIInstrumentor` and `AnthropicInstrumentor` are OpenTelemetry `BaseInstrumentor`s,
+registered under the `opentelemetry_instrumentor` entry points `otel_tokens_openai` and
+`otel_tokens_anthropic`, so `opentelemetry-instrument` picks them up. `instrument()` /
+`uninstrument()` drive both programmatically. Instrumenting twice never patches twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+from . import core
+from .adapters import anthropic as anthropic_adapter
+from .adapters import openai as openai_adapter
+from .core import Endpoint
+from .guard import internal_error
+from .pricing import Pricer
+from .recorder import Recorder
+
+logger = logging.getLogger("otel_tokens")
+
+Target = tuple[str, str, str, Endpoint, str]
+_ANTHROPIC_OTEL_ENV = "ANTHROPIC_OPEN_TELEMETRY"
+
+
+def _patch(targets: Collection[Target]) -> int:
+    patched = 0
+    for module_name, class_name, method, endpoint, kind in targets:
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        current = cls.__dict__.get(method)
+        if current is None or hasattr(current, "__otel_tokens_original__"):
+            continue
+        if kind == "manager":
+            setattr(cls, method, core.wrap_stream_manager(current, endpoint))
+        else:
+            # SDK decorators hide `async def`; the Async* resource classes are the async ones
+            setattr(cls, method, core.wrap(current, endpoint, is_async=class_name.startswith("Async")))
+        patched += 1
+    return patched
+
+
+def _unpatch(targets: Collection[Target]) -> None:
+    for module_name, class_name, method, _endpoint, _kind in targets:
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        current = cls.__dict__.get(method)
+        original = getattr(current, "__otel_tokens_original__", None)
+        if original is not None:
+            setattr(cls, method, original)
+
+
+def _retry_hooks(name: str) -> tuple[Callable[[], None], Callable[[], None]] | None:
+    try:
+        retries = importlib.import_module("otel_tokens.retries")
+        return getattr(retries, f"patch_{name}"), getattr(retries, f"unpatch_{name}")
+    except (ImportError, AttributeError):
+        return None
+
+
+def _ensure_recorder(kwargs: dict[str, Any]) -> None:
+    if core.active.recorder is None or kwargs.get("tracer_provider") or kwargs.get("meter_provider"):
+        core.set_recorder(Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), kwargs.get("pricer")))
+
+
+class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    sdk = ""
+    requirement = ""
+    targets: tuple[Target, ...] = ()
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return (self.requirement,)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        try:
+            _ensure_recorder(kwargs)
+            self._before_patch()
+            _patch(self.targets)
+            hooks = _retry_hooks(self.sdk)
+            if hooks is not None:
+                hooks[0]()
+        except Exception as exc:  # noqa: BLE001
+            internal_error(f"instrument {self.sdk}", exc)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        _unpatch(self.targets)
+        hooks = _retry_hooks(self.sdk)
+        if hooks is not None:
+            hooks[1]()
+        self._after_unpatch()
+        if not any(i.is_instrumented_by_opentelemetry for i in _instrumentors() if i is not self):
+            core.set_recorder(None)
+
+    def _before_patch(self) -> None:
+        return None
+
+    def _after_unpatch(self) -> None:
+        return None
+
+
+class OpenAIInstrumentor(_SDKInstrumentor):
+    sdk = "openai"
+    requirement = "openai >= 1.40"
+    targets = openai_adapter.TARGETS
+
+
+class AnthropicInstrumentor(_SDKInstrumentor):
+    """Also switches off the anthropic SDK's own tracing (2.x emits an
+    ``anthropic.messages.create`` span with ``gen_ai.usage.*`` as soon as a global tracer
+    provider exists), so each call has exactly one usage-bearing span: ours. A user who
+    sets ``ANTHROPIC_OPEN_TELEMETRY`` explicitly keeps their choice."""
+
+    sdk = "anthropic"
+    requirement = "anthropic >= 0.40"
+    targets = anthropic_adapter.TARGETS
+    _set_env = False
+
+    def _before_patch(self) -> None:
+        if _ANTHROPIC_OTEL_ENV not in os.environ:
+            os.environ[_ANTHROPIC_OTEL_ENV] = "false"
+            AnthropicInstrumentor._set_env = True
+        elif os.environ[_ANTHROPIC_OTEL_ENV].lower() != "false":
+            logger.info(
+                "otel-tokens: %s=%s keeps the anthropic SDK's own spans; they also carry gen_ai.usage.*, "
+                "so sum usage over otel-tokens spans (scope %r) only",
+                _ANTHROPIC_OTEL_ENV,
+                os.environ[_ANTHROPIC_OTEL_ENV],
+                "otel_tokens",
+            )
+
+    def _after_unpatch(self) -> None:
+        if AnthropicInstrumentor._set_env:
+            os.environ.pop(_ANTHROPIC_OTEL_ENV, None)
+            AnthropicInstrumentor._set_env = False
+
+
+def _instrumentors() -> tuple[_SDKInstrumentor, ...]:
+    return (OpenAIInstrumentor(), AnthropicInstrumentor())
+
+
+def instrument(
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    pricer: Pricer | None = None,
+) -> None:
+    """Instrument every supported SDK that is installed. Calling it again re-targets the
+    providers without patching twice."""
+    core.set_recorder(Recorder(tracer_provider, meter_provider, pricer))
+    for inst in _instrumentors():
+        if not inst.is_instrumented_by_opentelemetry:
+            inst.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, pricer=pricer)
+
+
+def uninstrument() -> None:
+    for inst in _instrumentors():
+        if inst.is_instrumented_by_opentelemetry:
+            inst.uninstrument()
+    core.set_recorder(None)

@@ -1,0 +1,251 @@
+"""The one recorder: turns a `CallRecord` into span attributes and metric points.
+
+A `Call` is opened by the core when an instrumented SDK method starts (span started,
+attribution resolved) and finished exactly once with the record the adapter extracted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from . import __version__
+from . import names as n
+from .callstate import CallState
+from .context import Scope, current_scope
+from .pricing import Pricer, default_pricer
+from .record import CallRecord
+
+AttrValue = str | int | float | bool | tuple[str, ...]
+_MICRO = Decimal("1e6")
+
+
+class Recorder:
+    """Holds the tracer, the instruments and the pricer; one per `instrument()`."""
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        pricer: Pricer | None = None,
+    ) -> None:
+        self.tracer = trace.get_tracer(n.SCOPE, __version__, tracer_provider=tracer_provider)
+        meter = get_meter(n.SCOPE, __version__, meter_provider=meter_provider)
+        self._pricer = pricer
+        self.token_usage = meter.create_histogram(
+            n.M_TOKEN_USAGE,
+            unit=n.UNIT_TOKEN,
+            description="Measures number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=list(map(float, n.TOKEN_BUCKETS)),
+        )
+        self.duration = meter.create_histogram(
+            n.M_OPERATION_DURATION,
+            unit=n.UNIT_SECONDS,
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=list(n.DURATION_BUCKETS),
+        )
+        self.usage_counters = tuple(
+            meter.create_counter(name, unit=n.UNIT_TOKEN, description=desc)
+            for name, desc in (
+                (n.M_USAGE_INPUT, "Input tokens used, including cached tokens"),
+                (n.M_USAGE_OUTPUT, "Output tokens used, including reasoning tokens"),
+                (n.M_USAGE_CACHE_READ, "Input tokens read from the provider's cache"),
+                (n.M_USAGE_CACHE_WRITE, "Input tokens written to the provider's cache"),
+                (n.M_USAGE_REASONING, "Output tokens spent on reasoning"),
+            )
+        )
+        self.cost = meter.create_counter(n.M_COST, unit=n.UNIT_USD, description="Cost of LLM calls in USD")
+        self.tokens = meter.create_counter(
+            n.M_TOKENS, unit=n.UNIT_TOKEN, description="Tokens by otel_tokens.token.type"
+        )
+        self.calls = meter.create_counter(
+            n.M_CALLS, unit=n.UNIT_CALL, description="LLM calls by outcome and cost status"
+        )
+        self.retries = meter.create_counter(
+            n.M_RETRIES, unit="{retry}", description="SDK-internal retries by reason"
+        )
+        self.repeats = meter.create_counter(
+            n.M_LOOP_REPEATS, unit=n.UNIT_CALL, description="Requests identical to an earlier one in the task"
+        )
+        self.cache_savings = meter.create_counter(
+            n.M_CACHE_SAVINGS, unit=n.UNIT_USD, description="USD saved by cache reads vs the input rate"
+        )
+
+    @property
+    def pricer(self) -> Pricer:
+        if self._pricer is None:
+            self._pricer = default_pricer()
+        return self._pricer
+
+    def start(
+        self,
+        provider: str,
+        operation: str,
+        model: str | None,
+        stream: bool | None,
+        server: tuple[str, int | None] | None,
+        fingerprint: int | None,
+        extra: Mapping[str, AttrValue] | None,
+    ) -> Call:
+        scope = current_scope()
+        attrs: dict[str, Any] = dict(scope.span_attributes)
+        attrs[n.GEN_AI_OPERATION_NAME] = operation
+        attrs[n.GEN_AI_PROVIDER_NAME] = provider
+        if model is not None:
+            attrs[n.GEN_AI_REQUEST_MODEL] = model
+        if stream is not None:
+            attrs[n.GEN_AI_REQUEST_STREAM] = stream
+        if server is not None:
+            attrs[n.SERVER_ADDRESS] = server[0]
+            if server[1] is not None:
+                attrs[n.SERVER_PORT] = server[1]
+        attrs[n.AGENT_ITERATION] = scope.next_iteration()
+        repeat = fingerprint is not None and scope.is_repeat(fingerprint)
+        if repeat:
+            attrs[n.LOOP_REPEAT] = True
+        if extra:
+            attrs.update(extra)
+        name = f"{operation} {model}" if model else operation
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        return Call(self, span, token, scope, repeat)
+
+
+class Call:
+    """One in-flight LLM call. `finish()` runs exactly once."""
+
+    __slots__ = ("_done", "_recorder", "_scope", "_start", "_token", "repeat", "span", "state")
+
+    def __init__(self, recorder: Recorder, span: trace.Span, token: object, scope: Scope, repeat: bool) -> None:
+        self._recorder = recorder
+        self.span = span
+        self._token = token
+        self._scope = scope
+        self.repeat = repeat
+        self.state: CallState | None = None
+        self._done = False
+        self._start = time.perf_counter()
+
+    def detach(self) -> None:
+        """Leave the span's context (the call returned; a stream may still be open)."""
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+    def finish(self, record: CallRecord) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.detach()
+        rec = self._recorder
+        duration = time.perf_counter() - self._start
+        usage = record.usage
+        retries = self.state.retries if self.state is not None else ()
+        if retries:
+            from dataclasses import replace
+
+            record = replace(record, retries=len(retries))
+        price = rec.pricer.price(record.provider, record.model, usage) if record.usage_reported else None
+        if record.error_type is not None and not record.partial:
+            outcome = "error"
+        elif record.partial or record.error_type is not None:
+            outcome = "partial"
+        else:
+            outcome = "success"
+        if not record.usage_reported:
+            cost_status = "unknown_usage"
+        elif price is None:
+            cost_status = "unpriced"
+        else:
+            cost_status = "priced"
+
+        span = self.span
+        attrs: dict[str, Any] = {n.OUTCOME: outcome, n.COST_STATUS: cost_status, n.RETRY_COUNT: len(retries)}
+        if record.response_model is not None:
+            attrs[n.GEN_AI_RESPONSE_MODEL] = record.response_model
+        if record.response_id is not None:
+            attrs[n.GEN_AI_RESPONSE_ID] = record.response_id
+        if record.finish_reasons:
+            attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = record.finish_reasons
+        if record.usage_reported:
+            attrs[n.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+            attrs[n.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+            attrs[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+            attrs[n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+            if usage.reasoning_tokens:
+                attrs[n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+        cost: float | None = None
+        if price is not None:
+            cost = float(price.total)
+            attrs[n.GEN_AI_USAGE_COST] = cost
+            attrs[n.COST_MICRO_USD] = int(price.total * _MICRO)
+            if price.cache_savings:
+                attrs[n.CACHE_SAVINGS] = float(price.cache_savings)
+        if record.error_type is not None:
+            attrs[n.ERROR_TYPE] = record.error_type
+        span.set_attributes(attrs)
+        for attempt in retries:
+            event: dict[str, Any] = {n.RETRY_REASON: attempt.reason, n.EVENT_RETRY_WAIT: attempt.wait_s}
+            if attempt.status_code is not None:
+                event[n.EVENT_ATTEMPT_STATUS] = attempt.status_code
+            span.add_event(n.EVENT_RETRY, event)
+        if record.error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, record.error_type))
+        span.end()
+
+        # --- metrics ---------------------------------------------------------------------
+        base: dict[str, Any] = {
+            n.GEN_AI_OPERATION_NAME: record.operation,
+            n.GEN_AI_PROVIDER_NAME: record.provider,
+        }
+        if record.request_model is not None:
+            base[n.GEN_AI_REQUEST_MODEL] = record.request_model
+        if record.response_model is not None:
+            base[n.GEN_AI_RESPONSE_MODEL] = record.response_model
+        ours = dict(base)
+        ours.update(self._scope.metric_attributes)
+        ours[n.OUTCOME] = outcome
+        ours[n.COST_STATUS] = cost_status
+        if record.server_address is not None:
+            base[n.SERVER_ADDRESS] = record.server_address
+            if record.server_port is not None:
+                base[n.SERVER_PORT] = record.server_port
+        if record.error_type is not None:
+            rec.duration.record(duration, {**base, n.ERROR_TYPE: record.error_type})
+        else:
+            rec.duration.record(duration, base)
+        rec.calls.add(1, ours)
+        if record.usage_reported:
+            values = (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+            )
+            rec.token_usage.record(usage.input_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT})
+            rec.token_usage.record(usage.output_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT})
+            semconv = {**base, n.GEN_AI_TOKEN_MODALITY: n.MODALITY_UNKNOWN}
+            for counter, value, token_type in zip(rec.usage_counters, values, _TOKEN_TYPES, strict=True):
+                if value:
+                    counter.add(value, semconv)
+                    rec.tokens.add(value, {**ours, n.TOKEN_TYPE: token_type})
+        if price is not None:
+            rec.cost.add(cost, ours)  # type: ignore[arg-type]
+            if price.cache_savings:
+                rec.cache_savings.add(float(price.cache_savings), ours)
+        for attempt in retries:
+            rec.retries.add(1, {**ours, n.RETRY_REASON: attempt.reason})
+        if self.repeat:
+            rec.repeats.add(1, ours)
+        self._scope.add_call(record, price.total if price is not None else None)
+
+
+_TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
