@@ -344,10 +344,17 @@ class Scope:
                 logger.warning("otel-tokens: ignoring child report %s: %s", path, exc)
         shutil.rmtree(directory, ignore_errors=True)
 
-    def report_to_parent_process(self) -> None:
-        """Write this scope's totals where the parent process collects them, if it asked."""
+    def report_to_parent_process(self, *, reset: bool = False) -> None:
+        """Write this scope's totals where the parent process collects them, if it asked.
+
+        `reset` (before ``os.exec*``) zeroes them afterwards, so they are reported once.
+        """
         self.collect_child_reports()
-        totals = self.totals()
+        with self._lock:
+            totals = Totals()
+            totals.add(self._totals)
+            if reset:
+                self._totals = Totals()
         if self.report_dir is None or totals.is_empty():
             return
         path = Path(self.report_dir) / f"{os.getpid()}-{uuid.uuid4().hex}.json"

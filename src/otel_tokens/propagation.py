@@ -40,31 +40,39 @@ _CARRIER_ENV = {"traceparent": n.ENV_TRACEPARENT, "tracestate": n.ENV_TRACESTATE
 CARRIER_VARIABLES: tuple[str, ...] = (*_CARRIER_ENV.values(), n.ENV_REPORT_DIR)
 
 
-def carriers(ctx: otel_context.Context | None = None) -> dict[str, str]:
+def carriers(ctx: otel_context.Context | None = None, *, for_exec: bool = False) -> dict[str, str]:
     """The environment carriers for `ctx` (default: the current context); empty outside a
-    task, agent or span. Includes ``OTEL_TOKENS_REPORT_DIR`` when a scope wants a report."""
+    task, agent or span.
+
+    ``OTEL_TOKENS_REPORT_DIR`` is the innermost scope's directory for child reports; for
+    `os.exec*` (`for_exec`), the new image replaces this process, so it reports where this
+    process would have.
+    """
     ctx = ctx if ctx is not None else otel_context.get_current()
     scope = otel_context.get_value(SCOPE_KEY, ctx)
     has_span = trace.get_current_span(ctx).get_span_context().is_valid
+    root = root_scope()
     if not isinstance(scope, Scope):
-        root = root_scope()
         scope = root if root.report_dir is not None else None  # we are a child: pass it on
     if scope is None and not has_span:
         return {}
     headers: dict[str, str] = {}
     _PROPAGATOR.inject(headers, context=ctx)
     out = {_CARRIER_ENV[k]: v for k, v in headers.items() if k in _CARRIER_ENV}
-    if scope is not None:
+    if for_exec:
+        if root.report_dir is not None:
+            out[n.ENV_REPORT_DIR] = root.report_dir
+    elif scope is not None:
         out[n.ENV_REPORT_DIR] = scope.children_report_dir()
     return out
 
 
-def child_environ(base: Mapping[str, str] | None = None) -> dict[str, str] | None:
+def child_environ(base: Mapping[str, str] | None = None, *, for_exec: bool = False) -> dict[str, str] | None:
     """`base` (default os.environ) with the current carriers, or None when there are none.
 
     Stale carriers inherited in `base` are replaced, never merged.
     """
-    found = carriers()
+    found = carriers(for_exec=for_exec)
     if not found:
         return None
     env = dict(os.environ if base is None else base)
@@ -155,11 +163,10 @@ def _popen_init(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _execv(original: Callable[..., Any]) -> Callable[..., Any]:
     def execv(path: Any, argv: Any) -> None:
-        env = child_environ()
+        env = _before_exec(None)
         if env is None:
             original(path, argv)
         else:
-            _flush_before_exec()
             os.execve(path, argv, env)
 
     return execv
@@ -167,22 +174,34 @@ def _execv(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _execve(original: Callable[..., Any]) -> Callable[..., Any]:
     def execve(path: Any, argv: Any, env: Mapping[str, str]) -> None:
-        child = child_environ(env)
-        _flush_before_exec()
+        child = _before_exec(env)
         original(path, argv, env if child is None else child)
 
     return execve
 
 
-def _flush_before_exec() -> None:
-    """The process image is about to be replaced: export what is buffered (open spans are lost)."""
+def _before_exec(base: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The process image is about to be replaced: hand this process's totals to its parent,
+    export what is buffered (spans still open are lost) and build the new image's environment."""
+    try:
+        env = child_environ(base, for_exec=True)
+        if env is not None or base is not None:
+            root_scope().report_to_parent_process(reset=True)
+            _flush()
+        return env
+    except Exception as exc:
+        internal_error("propagation.exec", exc)
+        return None
+
+
+def _flush() -> None:
     provider = trace.get_tracer_provider()
     flush = getattr(provider, "force_flush", None)
     if callable(flush):
         try:
             flush()
         except Exception as exc:
-            internal_error("propagation.exec_flush", exc)
+            internal_error("propagation.flush", exc)
 
 
 def _process_start(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -208,7 +227,7 @@ def _process_bootstrap(original: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             otel_context.detach(token)
             scope.report_to_parent_process()
-            _flush_before_exec()
+            _flush()
 
     return _bootstrap
 
