@@ -93,9 +93,9 @@ MESSAGES_STREAM = Endpoint(
     n.PROVIDER_ANTHROPIC, n.OP_CHAT, message_record, MessageStreamObserver, always_stream=True
 )
 
-TARGETS: tuple[tuple[str, str, str, Endpoint, str], ...] = (
-    ("anthropic.resources.messages.messages", "Messages", "create", MESSAGES, "call"),
-    ("anthropic.resources.messages.messages", "AsyncMessages", "create", MESSAGES, "call"),
-    ("anthropic.resources.messages.messages", "Messages", "stream", MESSAGES_STREAM, "manager"),
-    ("anthropic.resources.messages.messages", "AsyncMessages", "stream", MESSAGES_STREAM, "manager"),
+TARGETS: tuple[tuple[str, str, str, Endpoint, str], ...] = tuple(
+    (module, cls, method, endpoint, kind)
+    for module in ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages")
+    for cls in ("Messages", "AsyncMessages")
+    for method, endpoint, kind in (("create", MESSAGES, "call"), ("stream", MESSAGES_STREAM, "manager"))
 )
