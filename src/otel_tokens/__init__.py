@@ -1,16 +1,20 @@
 """otel-tokens: OpenTelemetry telemetry for AI token spend.
 
 ``OTEL_TOKENS_ENABLED=true`` instruments every process at start-up (``.pth`` hook);
-``instrument()`` / ``uninstrument()`` do it programmatically.
+``instrument()`` / ``uninstrument()`` do it programmatically; ``task()`` and ``agent()``
+attribute the calls inside them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "instrument", "uninstrument"]
+__all__ = ["__version__", "agent", "instrument", "task", "uninstrument"]
+
+if TYPE_CHECKING:
+    from .attribution import agent, task
 
 
 def instrument(**kwargs: Any) -> None:
@@ -24,3 +28,11 @@ def uninstrument() -> None:
     from .instrumentor import uninstrument as _uninstrument
 
     _uninstrument()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("task", "agent"):
+        from . import attribution
+
+        return getattr(attribution, name)
+    raise AttributeError(f"module 'otel_tokens' has no attribute {name!r}")
