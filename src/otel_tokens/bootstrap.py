@@ -101,6 +101,15 @@ def configure_providers() -> None:
         atexit.register(meter_provider.shutdown)
 
 
+def _preload_prices() -> None:
+    """Load the bundled price data off the call path (the first lookup costs ~0.25 s)."""
+    import threading
+
+    from .pricing import Pricer
+
+    threading.Thread(target=Pricer.preload, name="otel-tokens-prices", daemon=True).start()
+
+
 def start() -> None:
     """Configure providers, join the parent's trace and task, instrument the SDKs."""
     try:
@@ -114,5 +123,6 @@ def start() -> None:
         from .instrumentor import instrument
 
         instrument()
+        _preload_prices()
     except Exception as exc:  # noqa: BLE001
         internal_error("start-up", exc)

@@ -280,10 +280,11 @@ def _after_return(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
         if endpoint.stream_observer is not None and _is_stream(result):
             pending.call.detach()
             _instrument_stream(result, pending, endpoint)
-            return
+        else:
+            _finish_response(pending, endpoint, result)
     except Exception as exc:  # noqa: BLE001
-        internal_error("stream setup", exc)
-    _finish_response(pending, endpoint, result)
+        internal_error("call return", exc)
+        pending.call.detach()
 
 
 def wrap(original: Callable[..., Any], endpoint: Endpoint, *, is_async: bool | None = None) -> Callable[..., Any]:
