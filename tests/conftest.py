@@ -42,8 +42,13 @@ class Telemetry:
         return list(self.spans_exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:
-        return [s for s in self.spans() if s.instrumentation_scope and s.instrumentation_scope.name == "otel_tokens"
-                and s.kind.name == "CLIENT"]
+        return [
+            s
+            for s in self.spans()
+            if s.instrumentation_scope
+            and s.instrumentation_scope.name == "otel_tokens"
+            and s.kind.name == "CLIENT"
+        ]
 
     def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
         """(attributes, value) for every data point of metric `name` (sum value or histogram)."""
@@ -56,7 +61,12 @@ class Telemetry:
                 for metric in sm.metrics:
                     if metric.name == name:
                         for p in metric.data.data_points:
-                            out.append((dict(p.attributes or {}), getattr(p, "value", None) if hasattr(p, "value") else p))
+                            out.append(
+                                (
+                                    dict(p.attributes or {}),
+                                    getattr(p, "value", None) if hasattr(p, "value") else p,
+                                )
+                            )
         return out
 
     def total(self, name: str, **match: Any) -> float:

@@ -81,8 +81,13 @@ TOKENS = {
     ],
 )
 def test_chat_completions(
-    telemetry: Telemetry, fake: Any, is_async: bool, mode: str, include_usage: bool | None,
-    usage_known: bool, outcome: str,
+    telemetry: Telemetry,
+    fake: Any,
+    is_async: bool,
+    mode: str,
+    include_usage: bool | None,
+    usage_known: bool,
+    outcome: str,
 ) -> None:
     fake.enqueue(Reply.ok(**USAGE, model="gpt-4o-2024-08-06", chunks=6, finish_reason="stop"))
     client = _client(fake, is_async)
@@ -144,7 +149,9 @@ def test_chat_completions(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_responses(telemetry: Telemetry, fake: Any, stream: bool) -> None:
-    fake.enqueue(Reply.ok(input_tokens=9463, output_tokens=660, cache_read=8320, reasoning=512, model="gpt-5"))
+    fake.enqueue(
+        Reply.ok(input_tokens=9463, output_tokens=660, cache_read=8320, reasoning=512, model="gpt-5")
+    )
     client = _client(fake, False)
     result = client.responses.create(model="gpt-5", input="hi", stream=stream)
     if stream:
@@ -171,7 +178,11 @@ def test_embeddings_and_parse_and_raw(telemetry: Telemetry, fake: Any) -> None:
     assert raw.http_response.status_code == 200
     assert raw.parse().usage.prompt_tokens == 70
     spans = telemetry.llm_spans()
-    assert [s.name for s in spans] == ["embeddings text-embedding-3-small", "chat gpt-4o-mini", "chat gpt-4o-mini"]
+    assert [s.name for s in spans] == [
+        "embeddings text-embedding-3-small",
+        "chat gpt-4o-mini",
+        "chat gpt-4o-mini",
+    ]
     assert [dict(s.attributes or {})[n.GEN_AI_USAGE_INPUT_TOKENS] for s in spans] == [8, 50, 70]
     assert dict(spans[0].attributes or {})[n.GEN_AI_OPERATION_NAME] == "embeddings"
     assert dict(spans[0].attributes or {})[n.GEN_AI_USAGE_COST] == expected_cost(
@@ -229,7 +240,9 @@ def test_unknown_model_counts_tokens_without_cost(telemetry: Telemetry, fake: An
 
 
 def test_no_content_and_no_key_by_default(telemetry: Telemetry, fake: Any) -> None:
-    _client(fake, False).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "SECRET"}])
+    _client(fake, False).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "SECRET"}]
+    )
     (span,) = telemetry.llm_spans()
     dumped = repr(dict(span.attributes or {}))
     assert "SECRET" not in dumped and "sk-test-secret-key" not in dumped

@@ -36,8 +36,10 @@ CASES = [
 
 def _expected_tokens(provider: str, usage_block: dict[str, Any]) -> dict[str, int] | None:
     if provider == "openai":
-        u = usage_block.get("usage") or usage_block.get("last_chunk.usage") or usage_block.get(
-            "response.completed.usage"
+        u = (
+            usage_block.get("usage")
+            or usage_block.get("last_chunk.usage")
+            or usage_block.get("response.completed.usage")
         )
         if u is None or "error" in usage_block:
             return None
@@ -64,7 +66,9 @@ def _expected_tokens(provider: str, usage_block: dict[str, Any]) -> dict[str, in
         n.GEN_AI_USAGE_OUTPUT_TOKENS: u["output_tokens"],
         n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cr,
         n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: cw,
-        n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: (u.get("output_tokens_details") or {}).get("thinking_tokens", 0),
+        n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: (u.get("output_tokens_details") or {}).get(
+            "thinking_tokens", 0
+        ),
     }
 
 
@@ -92,7 +96,11 @@ def _call(fake: Any, provider: str, it: dict[str, Any], body: dict[str, Any]) ->
         if "/responses" in it["uri"]:
             result: Any = client.responses.create(model=model, input=body.get("input", "x"), stream=stream)
         else:
-            kwargs: dict[str, Any] = {"model": model, "messages": body.get("messages") or [], "stream": stream}
+            kwargs: dict[str, Any] = {
+                "model": model,
+                "messages": body.get("messages") or [],
+                "stream": stream,
+            }
             if it.get("stream_options"):
                 kwargs["stream_options"] = it["stream_options"]
             result = client.chat.completions.create(**kwargs)
@@ -101,7 +109,10 @@ def _call(fake: Any, provider: str, it: dict[str, Any], body: dict[str, Any]) ->
         return
     aclient = anthropic.Anthropic(base_url=fake.anthropic_base_url, api_key="sk-ant-test", max_retries=0)
     result = aclient.messages.create(
-        model=model, max_tokens=body.get("max_tokens", 1024), messages=body.get("messages") or [], stream=stream
+        model=model,
+        max_tokens=body.get("max_tokens", 1024),
+        messages=body.get("messages") or [],
+        stream=stream,
     )
     if stream:
         list(result)

@@ -44,7 +44,7 @@ class _Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 receiver.raw.append(body)
                 if self.path == "/v1/traces":
@@ -112,7 +112,9 @@ def test_enabled_by_env_only(receiver: _Receiver, fake: Any, tmp_path: Path) -> 
     assert (oa[n.GEN_AI_USAGE_INPUT_TOKENS], oa[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS]) == (1370, 1280)
     assert (an[n.GEN_AI_USAGE_INPUT_TOKENS], an[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS]) == (1754, 1733)
     assert oa[n.GEN_AI_USAGE_COST] == expected_cost("openai", "gpt-4o-mini", 1370, 155, cr=1280)
-    assert an[n.GEN_AI_USAGE_COST] == expected_cost("anthropic", "claude-3-7-sonnet-20250219", 1754, 568, cr=1733)
+    assert an[n.GEN_AI_USAGE_COST] == expected_cost(
+        "anthropic", "claude-3-7-sonnet-20250219", 1754, 568, cr=1733
+    )
     assert oa[n.USER_ID] == "alice" and oa[n.TASK_NAME] == "triage"
     resource = {a.key: _value(a.value) for a in receiver.traces[0].resource_spans[0].resource.attributes}
     assert resource["service.name"] == "zero-code-app"
@@ -141,6 +143,8 @@ def test_enabled_by_env_only(receiver: _Receiver, fake: Any, tmp_path: Path) -> 
 
 def test_disabled_hook_imports_nothing(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    code = "import sys; print(sorted(m for m in sys.modules if m.startswith(('otel_tokens', 'opentelemetry'))))"
+    code = (
+        "import sys; print(sorted(m for m in sys.modules if m.startswith(('otel_tokens', 'opentelemetry'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "[]", out.stderr

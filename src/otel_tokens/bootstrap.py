@@ -79,7 +79,7 @@ def _otlp_metric_reader() -> MetricReader:
 def _store_exporter() -> SpanExporter:
     from .store import SQLiteSpanExporter, default_store_path
 
-    return SQLiteSpanExporter(os.environ.get(n.ENV_STORE) or str(default_store_path()))  # type: ignore[no-any-return]
+    return SQLiteSpanExporter(os.environ.get(n.ENV_STORE) or str(default_store_path()))
 
 
 def configure_providers() -> None:
@@ -124,5 +124,5 @@ def start() -> None:
 
         instrument()
         _preload_prices()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         internal_error("start-up", exc)

@@ -115,7 +115,9 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
         messages = kwargs.get(endpoint.messages_key) if endpoint.messages_key else None
         fingerprint = _fingerprint(model, messages) if messages is not None else None
         extra = _content_attributes(kwargs, endpoint.messages_key) if active.capture_content else None
-        call = recorder.start(endpoint.provider, endpoint.operation, model, stream, server, fingerprint, extra)
+        call = recorder.start(
+            endpoint.provider, endpoint.operation, model, stream, server, fingerprint, extra
+        )
         base = CallRecord(
             provider=endpoint.provider,
             operation=endpoint.operation,
@@ -125,7 +127,7 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
             stream=stream,
         )
         return _Pending(call, base)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         internal_error("call start", exc)
         return None
 
@@ -133,7 +135,7 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
 def _finish(pending: _Pending, record: CallRecord) -> None:
     try:
         pending.call.finish(record)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         internal_error("call finish", exc)
 
 
@@ -144,7 +146,7 @@ def _finish_error(pending: _Pending, exc: BaseException) -> None:
 def _finish_response(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
     try:
         record = endpoint.from_response(_unwrap_raw(result), pending.base)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         internal_error(f"{endpoint.provider} usage extraction", exc)
         record = pending.base
     _finish(pending, record)
@@ -185,7 +187,7 @@ class _StreamFinisher:
             record = self.observer.record(self.pending.base, complete=complete)
             if exc is not None:
                 record = replace(record, error_type=_error_type(exc), partial=self.started)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             internal_error(f"{self.endpoint.provider} stream usage", err)
             record = self.pending.base
         _finish(self.pending, record)
@@ -198,7 +200,7 @@ def _observe_sync(inner: Iterator[Any], fin: _StreamFinisher) -> Iterator[Any]:
             fin.started = True
             try:
                 observe(item)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 internal_error("stream observe", err)
             yield item
     except GeneratorExit:
@@ -217,7 +219,7 @@ async def _observe_async(inner: AsyncIterator[Any], fin: _StreamFinisher) -> Asy
             fin.started = True
             try:
                 observe(item)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 internal_error("stream observe", err)
             yield item
     except GeneratorExit:
@@ -282,12 +284,14 @@ def _after_return(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
             _instrument_stream(result, pending, endpoint)
         else:
             _finish_response(pending, endpoint, result)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         internal_error("call return", exc)
         pending.call.detach()
 
 
-def wrap(original: Callable[..., Any], endpoint: Endpoint, *, is_async: bool | None = None) -> Callable[..., Any]:
+def wrap(
+    original: Callable[..., Any], endpoint: Endpoint, *, is_async: bool | None = None
+) -> Callable[..., Any]:
     """Wrap an SDK method (sync or async) with the call lifecycle."""
     if is_async is None:
         is_async = inspect.iscoroutinefunction(original)
@@ -350,7 +354,7 @@ def wrap_stream_manager(original: Callable[..., Any], endpoint: Endpoint) -> Cal
             attr = next(a for a in vars(manager) if a.endswith("__api_request"))
             request = getattr(manager, attr)
             setattr(manager, attr, _deferred(request, endpoint, self, kwargs))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             internal_error("stream manager", exc)
         return manager
 

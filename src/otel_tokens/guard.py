@@ -43,5 +43,5 @@ def internal_error(where: str, exc: BaseException) -> None:
 def guarded(where: str) -> Iterator[None]:
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - that is the point of the guard
+    except Exception as exc:
         internal_error(where, exc)

@@ -73,7 +73,9 @@ def _retry_hooks(name: str) -> tuple[Callable[[], None], Callable[[], None]] | N
 
 def _ensure_recorder(kwargs: dict[str, Any]) -> None:
     if core.active.recorder is None or kwargs.get("tracer_provider") or kwargs.get("meter_provider"):
-        core.set_recorder(Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), kwargs.get("pricer")))
+        core.set_recorder(
+            Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), kwargs.get("pricer"))
+        )
 
 
 class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -92,7 +94,7 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             hooks = _retry_hooks(self.sdk)
             if hooks is not None:
                 hooks[0]()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             internal_error(f"instrument {self.sdk}", exc)
 
     def _uninstrument(self, **kwargs: Any) -> None:

@@ -123,7 +123,9 @@ class Call:
 
     __slots__ = ("_done", "_recorder", "_scope", "_start", "_token", "repeat", "span", "state")
 
-    def __init__(self, recorder: Recorder, span: trace.Span, token: object, scope: Scope, repeat: bool) -> None:
+    def __init__(
+        self, recorder: Recorder, span: trace.Span, token: object, scope: Scope, repeat: bool
+    ) -> None:
         self._recorder = recorder
         self.span = span
         self._token = token

@@ -125,7 +125,9 @@ class ResponsesStreamObserver:
 
 
 CHAT = Endpoint(n.PROVIDER_OPENAI, n.OP_CHAT, chat_record, ChatStreamObserver)
-RESPONSES = Endpoint(n.PROVIDER_OPENAI, n.OP_CHAT, responses_record, ResponsesStreamObserver, messages_key="input")
+RESPONSES = Endpoint(
+    n.PROVIDER_OPENAI, n.OP_CHAT, responses_record, ResponsesStreamObserver, messages_key="input"
+)
 EMBEDDINGS = Endpoint(n.PROVIDER_OPENAI, n.OP_EMBEDDINGS, embeddings_record, None, messages_key=None)
 
 # (module, class, method, endpoint, kind) — kind "call" wraps a method returning the response.
