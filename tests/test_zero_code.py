@@ -148,3 +148,36 @@ def test_disabled_hook_imports_nothing(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_opentelemetry_instrument_loads_our_entry_points(
+    receiver: _Receiver, fake: Any, tmp_path: Path
+) -> None:
+    fake.enqueue(Reply.ok(input_tokens=1370, output_tokens=155, cache_read=1280), Reply.ok())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST", "ANTHROPIC_"))}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        OTEL_SERVICE_NAME="auto-app",
+        FAKE_OPENAI=fake.openai_base_url,
+        FAKE_ANTHROPIC=fake.anthropic_base_url,
+    )
+    tool = Path(sys.executable).parent / "opentelemetry-instrument"
+    out = subprocess.run(
+        [str(tool), sys.executable, "-c", APP],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "instrumented True" in out.stdout
+    spans = [
+        s
+        for req in receiver.traces
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        if ss.scope.name == "otel_tokens"
+        for s in ss.spans
+    ]
+    assert sorted(s.name for s in spans) == ["chat claude-3-7-sonnet-20250219", "chat gpt-4o-mini"]

@@ -110,8 +110,16 @@ def _preload_prices() -> None:
     threading.Thread(target=Pricer.preload, name="otel-tokens-prices", daemon=True).start()
 
 
+def under_opentelemetry_instrument() -> bool:
+    """`opentelemetry-instrument` puts its sitecustomize on PYTHONPATH; it will load our
+    instrumentors through their entry points after its own configurator has run."""
+    return "auto_instrumentation" in os.environ.get("PYTHONPATH", "")
+
+
 def start() -> None:
     """Configure providers, join the parent's trace and task, instrument the SDKs."""
+    if under_opentelemetry_instrument():
+        return
     try:
         configure_providers()
         try:

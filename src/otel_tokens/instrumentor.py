@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -71,7 +72,16 @@ def _retry_hooks(name: str) -> tuple[Callable[[], None], Callable[[], None]] | N
         return None
 
 
+def _under_auto_instrumentation() -> bool:
+    return "opentelemetry.instrumentation.auto_instrumentation" in sys.modules
+
+
 def _ensure_recorder(kwargs: dict[str, Any]) -> None:
+    if not kwargs.get("tracer_provider") and _under_auto_instrumentation():
+        # `opentelemetry-instrument` without a distro sets no providers: use the env's
+        from .bootstrap import configure_providers
+
+        configure_providers()
     if core.active.recorder is None or kwargs.get("tracer_provider") or kwargs.get("meter_provider"):
         core.set_recorder(
             Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), kwargs.get("pricer"))
