@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from . import __version__
 from . import names as n
 from .callstate import CallState
-from .context import Scope, current_scope
+from .context import Scope, bounded, current_scope
 from .pricing import Pricer, default_pricer
 from .record import CallRecord
 
@@ -207,10 +207,11 @@ class Call:
             n.GEN_AI_OPERATION_NAME: record.operation,
             n.GEN_AI_PROVIDER_NAME: record.provider,
         }
-        if record.request_model is not None:
-            base[n.GEN_AI_REQUEST_MODEL] = record.request_model
-        if record.response_model is not None:
-            base[n.GEN_AI_RESPONSE_MODEL] = record.response_model
+        request_model, response_model = _bounded_models(record.request_model, record.response_model)
+        if request_model is not None:
+            base[n.GEN_AI_REQUEST_MODEL] = request_model
+        if response_model is not None:
+            base[n.GEN_AI_RESPONSE_MODEL] = response_model
         ours = dict(base)
         ours.update(self._scope.metric_attributes)
         ours[n.OUTCOME] = outcome
@@ -251,3 +252,19 @@ class Call:
 
 
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+_models: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
+
+
+def _bounded_models(request: str | None, response: str | None) -> tuple[str | None, str | None]:
+    """Model names on metrics pass the cardinality guard (spans keep the real names)."""
+    key = (request, response)
+    got = _models.get(key)
+    if got is not None:
+        return got
+    pairs = ((n.GEN_AI_REQUEST_MODEL, request), (n.GEN_AI_RESPONSE_MODEL, response))
+    capped = bounded({k: v for k, v in pairs if v})
+    req, resp = capped.get(n.GEN_AI_REQUEST_MODEL), capped.get(n.GEN_AI_RESPONSE_MODEL)
+    result = (req if isinstance(req, str) else None, resp if isinstance(resp, str) else None)
+    if len(_models) < 4096:
+        _models[key] = result
+    return result
