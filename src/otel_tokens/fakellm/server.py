@@ -12,17 +12,16 @@ import collections
 import itertools
 import json
 import logging
-import re
 import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
 
-from otel_tokens.fakellm import wire_anthropic, wire_openai
-from otel_tokens.fakellm.replies import Reply, is_retryable, reply_from_spec
+from otel_tokens.fakellm.render import render
+from otel_tokens.fakellm.replies import Reply, reply_from_spec
 from otel_tokens.fakellm.wire import Call, Rendered, default_reply, json_response
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,6 @@ CONTROL_PREFIX = "/_fake/"
 _FRAMING_HEADERS = frozenset(
     {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
 )
-_SSE_EVENT_END = re.compile(rb"(?<=\n\n)")
 
 
 @dataclass(frozen=True)
@@ -160,15 +158,26 @@ class FakeLLM:
             self._queue.clear()
             self._requests.clear()
 
-    def _next_reply(self, path: str, body: Any) -> Reply:
+    def _accept(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: Any,
+        raw: bytes,
+        override: Reply | None,
+    ) -> Reply:
+        """Pick the reply for a request and record both, atomically (so order matches the queue)."""
         with self._lock:
-            if self._queue:
-                return self._queue.popleft()
-        return default_reply(body, path)
-
-    def _record(self, request: ReceivedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
+            if override is not None:
+                reply = override
+            elif self._queue:
+                reply = self._queue.popleft()
+            else:
+                reply = default_reply(body, path)
+            self._requests.append(ReceivedRequest(method, path, query, headers, body, raw, reply))
+        return reply
 
     def _new_call(self, path: str, body: Any) -> Call:
         with self._lock:
@@ -277,16 +286,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         call = fake._new_call(path, body)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        override = headers.get(REPLY_HEADER)
-        if override is None:
-            reply = fake._next_reply(path, body)
-        else:
+        override: Reply | None = None
+        if REPLY_HEADER in headers:
             try:
-                reply = reply_from_spec(json.loads(override))
+                override = reply_from_spec(json.loads(headers[REPLY_HEADER]))
             except ValueError as exc:
-                reply = Reply.error(400, f"fakellm: bad {REPLY_HEADER} header: {exc}", retry_after=None)
-        fake._record(ReceivedRequest(self.command, path, query, headers, body, raw, reply))
-        rendered = _render(reply, call)
+                override = Reply.error(400, f"fakellm: bad {REPLY_HEADER} header: {exc}", retry_after=None)
+        reply = fake._accept(self.command, path, query, headers, body, raw, override)
+        try:
+            rendered = render(reply, call)
+        except Exception as exc:  # a bug here must not look like a network error to the SDK
+            log.exception("fakellm: cannot render %s reply for %s", reply.kind, path)
+            rendered = json_response(
+                500, {"error": {"message": f"fakellm bug: {exc!r}", "type": "fakellm_error"}}
+            )
         latency = fake.latency if reply.latency is None else reply.latency
         if latency > 0:
             time.sleep(latency)
@@ -344,42 +357,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             self.close_connection = True
-
-
-class _Wire(Protocol):
-    """What a wire module provides (wire_openai, wire_anthropic)."""
-
-    PATHS: tuple[str, ...]
-
-    def render(self, reply: Reply, call: Call) -> Rendered | None: ...
-    def error(self, status: int, message: str | None, call: Call) -> Rendered: ...
-    def malformed(self, call: Call) -> Rendered: ...
-
-
-def _provider(path: str) -> _Wire:
-    return wire_anthropic if wire_anthropic.is_anthropic_path(path) else wire_openai
-
-
-def _render(reply: Reply, call: Call) -> Rendered:
-    wire = _provider(call.path)
-    if reply.kind == "raw":
-        if reply.chunked:
-            events = [part for part in _SSE_EVENT_END.split(reply.body) if part]
-            return Rendered(reply.status, dict(reply.headers), events=events)
-        return Rendered(reply.status, dict(reply.headers), body=reply.body)
-    if reply.kind == "malformed":
-        return wire.malformed(call)
-    if reply.kind == "error":
-        rendered = wire.error(reply.status, reply.message, call)
-        if reply.retry_after is not None and is_retryable(reply.status):
-            milliseconds = max(reply.retry_after * 1000.0, 1.0)
-            rendered.headers["retry-after-ms"] = f"{milliseconds:g}"
-            rendered.headers["retry-after"] = str(int(-(-reply.retry_after // 1)))
-        if reply.should_retry is not None:
-            rendered.headers["x-should-retry"] = "true" if reply.should_retry else "false"
-        return rendered
-    ok = wire.render(reply, call)
-    if ok is None:
-        known = ", ".join(wire_openai.PATHS + wire_anthropic.PATHS)
-        return wire.error(404, f"fakellm: no endpoint {call.path}; ok replies render on {known}", call)
-    return ok
