@@ -1,0 +1,9 @@
+"""`python -m otel_tokens` is the `otel-tokens` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,158 @@
+"""Opening the store and writing to it safely from many processes at once.
+
+Every connection runs in WAL mode (readers never block the writer, a killed writer
+leaves at most an uncommitted tail that SQLite discards) with ``synchronous=NORMAL``
+(durable across process crashes; only a power cut can lose the last commits). Writes go
+through `write_tx`: ``BEGIN IMMEDIATE`` takes the write lock up front, SQLite's busy
+handler waits up to ``BUSY_TIMEOUT_MS``, and on a persistent SQLITE_BUSY the whole
+transaction is retried with jittered backoff until a deadline. "database is locked"
+therefore never reaches the caller unless the store stayed locked for the whole deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, TypeVar
+
+from .. import names as n
+from . import schema
+from .paths import ensure_private_file
+from .schema import StoreError
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS: Final = 5000
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _retrying(action: Callable[[], T], deadline_s: float) -> T:
+    end = time.monotonic() + deadline_s
+    delay = 0.002
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() >= end:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.2)
+
+
+def write_tx(
+    conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], deadline_s: float = 30.0
+) -> T:
+    """Run ``body`` in one write transaction, retried as a whole while the store is busy."""
+
+    def attempt() -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    return _retrying(attempt, deadline_s)
+
+
+def _configure(conn: sqlite3.Connection, deadline_s: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    mode = _retrying(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0], deadline_s)
+    if str(mode).lower() != "wal":  # e.g. a filesystem without shared memory
+        conn.execute("PRAGMA journal_mode = DELETE")
+
+
+def _reject_foreign_file(path: Path) -> None:
+    try:
+        ok = schema.looks_like_sqlite(str(path))
+    except IsADirectoryError:
+        raise StoreError(f"{path} is a directory; the store is a file (e.g. {path}/telemetry.db)") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read store {path}: {exc.strerror}") from None
+    if not ok:
+        raise StoreError(
+            f"{path} is not an otel-tokens store (not an SQLite file); check --store/${n.ENV_STORE}"
+        )
+
+
+def open_for_writing(path: Path, deadline_s: float = 30.0) -> sqlite3.Connection:
+    """Open (creating it 0600 in a 0700 directory if needed) and bring the schema up to date."""
+    try:
+        ensure_private_file(path)
+    except OSError as exc:
+        raise StoreError(f"cannot create store {path}: {exc.strerror}") from None
+    _reject_foreign_file(path)
+    conn = sqlite3.connect(
+        str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
+    try:
+        _configure(conn, deadline_s)
+        write_tx(conn, lambda c: schema.create_or_migrate(c, str(path)), deadline_s)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if is_busy(exc):
+            raise StoreError(f"store {path} stayed locked for {deadline_s:.0f}s") from None
+        raise StoreError(f"{path} is not a usable otel-tokens store ({exc})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_for_reading(path: Path) -> sqlite3.Connection:
+    """Open an existing store for the CLI; StoreError with one clear line otherwise."""
+    if not path.exists():
+        raise StoreError(
+            f"no otel-tokens store at {path}; run `otel-tokens demo` or an app with "
+            f"OTEL_TOKENS_ENABLED=true first, or pass --store PATH"
+        )
+    _reject_foreign_file(path)
+    if path.stat().st_size == 0:
+        raise StoreError(f"store {path} is empty: no telemetry has been recorded yet")
+    uri = f"file:{path.resolve().as_posix()}?mode=rw"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.OperationalError:
+        conn = sqlite3.connect(uri.replace("mode=rw", "mode=ro"), uri=True, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = _retrying(lambda: schema.stored_version(conn, str(path)), 30.0)
+        if version is None:
+            raise StoreError(f"store {path} is empty: no telemetry has been recorded yet")
+        schema.check_version(version, str(path))
+        if version != schema.SCHEMA_VERSION:
+            write_tx(conn, lambda c: schema.create_or_migrate(c, str(path)))
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"{path} is not a usable otel-tokens store ({exc})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def file_bytes(path: Path) -> int:
+    """Size on disk of the store including its WAL."""
+    total = 0
+    for suffix in ("", "-wal"):
+        p = Path(str(path) + suffix)
+        if p.exists():
+            total += os.path.getsize(p)
+    return total

@@ -1,0 +1,255 @@
+"""`SQLiteSpanExporter`: an OpenTelemetry span exporter that writes to the local store.
+
+Put it behind a `BatchSpanProcessor`, never a simple one: it runs on the processor's
+worker thread, one transaction per batch, so the app's LLM calls never wait for disk.
+It never raises into the SDK: a store that cannot be used (foreign file, no permission)
+is reported once on the ``otel_tokens.store`` logger and the batches are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Final
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .. import names as n
+from . import schema
+from .db import open_for_writing, write_tx
+from .paths import default_store_path
+from .schema import StoreError
+
+logger = logging.getLogger("otel_tokens.store")
+
+_LLM_OPERATIONS: Final = frozenset((n.OP_CHAT, n.OP_EMBEDDINGS))
+_PICO: Final = Decimal(1)
+_INSERT_LLM: Final = schema.insert_sql("llm_calls", schema.LLM_CALL_COLUMNS)
+_INSERT_TASK: Final = schema.insert_sql("tasks", schema.TASK_COLUMNS)
+_INSERT_SPAN: Final = schema.insert_sql("spans", schema.SPAN_COLUMNS)
+
+# Attributes that become columns (and so are not repeated in the JSON `attrs` column).
+_LLM_ATTRS: Final = frozenset((
+    n.GEN_AI_OPERATION_NAME, n.GEN_AI_PROVIDER_NAME, n.GEN_AI_REQUEST_MODEL, n.GEN_AI_RESPONSE_MODEL,
+    n.GEN_AI_USAGE_INPUT_TOKENS, n.GEN_AI_USAGE_OUTPUT_TOKENS, n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    n.GEN_AI_USAGE_COST, n.COST_STATUS, n.CACHE_SAVINGS, n.OUTCOME, n.ERROR_TYPE,
+    n.RETRY_COUNT, n.LOOP_REPEAT, n.AGENT_ITERATION,
+    n.USER_ID, n.TEAM, n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.GEN_AI_AGENT_NAME,
+    n.CICD_PIPELINE_NAME, n.CICD_PIPELINE_TASK_NAME, n.CICD_PIPELINE_RUN_ID, n.TRIGGER,
+    n.COST_MICRO_USD,  # redundant with the cost column; it exists for tail sampling only
+))  # fmt: skip
+_TASK_ATTRS: Final = frozenset((
+    n.GEN_AI_OPERATION_NAME, n.GEN_AI_WORKFLOW_NAME, n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.USER_ID,
+    n.TEAM, n.TASK_OUTCOME, n.TASK_COST, n.TASK_LLM_CALLS, n.TASK_RETRIES, n.TASK_UNPRICED_CALLS,
+    n.TASK_INPUT_TOKENS, n.TASK_OUTPUT_TOKENS, n.TASK_CACHE_READ_TOKENS, n.TASK_CACHE_WRITE_TOKENS,
+    n.TASK_REASONING_TOKENS, n.CICD_PIPELINE_NAME, n.CICD_PIPELINE_TASK_NAME, n.CICD_PIPELINE_RUN_ID,
+    n.TRIGGER,
+))  # fmt: skip
+_SPAN_ATTRS: Final = frozenset((n.GEN_AI_OPERATION_NAME, n.GEN_AI_AGENT_NAME, n.ERROR_TYPE))
+
+
+def to_pico_usd(value: object) -> int | None:
+    """A span's USD amount as integer pico-USD, read through its shortest decimal repr."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        return int(exact.scaleb(12).quantize(_PICO, rounding=ROUND_HALF_EVEN))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return None
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _rest(
+    attrs: Mapping[str, Any], taken: frozenset[str], extra: Mapping[str, Any] | None = None
+) -> str | None:
+    rest = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items() if k not in taken}
+    if extra:
+        rest.update(extra)
+    return json.dumps(rest, separators=(",", ":"), sort_keys=True) if rest else None
+
+
+def _events(span: ReadableSpan) -> str | None:
+    if not span.events:
+        return None
+    start = span.start_time or 0
+    out = [
+        {
+            "name": ev.name,
+            "offset_ns": ev.timestamp - start,
+            "attrs": {k: list(v) if isinstance(v, tuple) else v for k, v in (ev.attributes or {}).items()},
+        }
+        for ev in span.events
+    ]
+    return json.dumps(out, separators=(",", ":"))
+
+
+def plain_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict, without the SDK's read-only wrapper (10x faster)."""
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return dict(span.attributes or {})
+
+
+def _ids(span: ReadableSpan) -> tuple[bytes, bytes, bytes | None, int, int]:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    parent = span.parent.span_id.to_bytes(8, "big") if span.parent is not None else None
+    start = span.start_time or 0
+    end = span.end_time or start
+    return ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"), parent, start, end
+
+
+def llm_row(span: ReadableSpan, a: Mapping[str, Any]) -> tuple[object, ...]:
+    g = a.get
+    return (
+        *_ids(span),
+        _str(g(n.GEN_AI_OPERATION_NAME)), _str(g(n.GEN_AI_PROVIDER_NAME)),
+        _str(g(n.GEN_AI_REQUEST_MODEL)), _str(g(n.GEN_AI_RESPONSE_MODEL)),
+        _int(g(n.GEN_AI_USAGE_INPUT_TOKENS)), _int(g(n.GEN_AI_USAGE_OUTPUT_TOKENS)),
+        _int(g(n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)), _int(g(n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS)),
+        _int(g(n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
+        to_pico_usd(g(n.GEN_AI_USAGE_COST)), _str(g(n.COST_STATUS)), to_pico_usd(g(n.CACHE_SAVINGS)),
+        _str(g(n.OUTCOME)), _str(g(n.ERROR_TYPE)),
+        _int(g(n.RETRY_COUNT)), _int(g(n.LOOP_REPEAT)), _int(g(n.AGENT_ITERATION)),
+        _str(g(n.USER_ID)), _str(g(n.TEAM)), _str(g(n.TASK_NAME)), _str(g(n.TASK_ID)),
+        _str(g(n.TASK_SIZE)), _str(g(n.GEN_AI_AGENT_NAME)),
+        _str(g(n.CICD_PIPELINE_NAME)), _str(g(n.CICD_PIPELINE_TASK_NAME)),
+        _str(g(n.CICD_PIPELINE_RUN_ID)), _str(g(n.TRIGGER)),
+        _rest(a, _LLM_ATTRS), _events(span),
+    )  # fmt: skip
+
+
+def task_row(span: ReadableSpan, a: Mapping[str, Any], pid: int) -> tuple[object, ...]:
+    g = a.get
+    ids = _ids(span)
+    return (
+        *ids,
+        _str(g(n.GEN_AI_WORKFLOW_NAME) or g(n.TASK_NAME) or span.name),
+        _str(g(n.TASK_ID)) or ids[1].hex(), _str(g(n.TASK_SIZE)), _str(g(n.USER_ID)), _str(g(n.TEAM)),
+        _str(g(n.TASK_OUTCOME)), span.status.status_code.value,
+        to_pico_usd(g(n.TASK_COST)), _int(g(n.TASK_LLM_CALLS)), _int(g(n.TASK_RETRIES)),
+        _int(g(n.TASK_UNPRICED_CALLS)),
+        _int(g(n.TASK_INPUT_TOKENS)), _int(g(n.TASK_OUTPUT_TOKENS)), _int(g(n.TASK_CACHE_READ_TOKENS)),
+        _int(g(n.TASK_CACHE_WRITE_TOKENS)), _int(g(n.TASK_REASONING_TOKENS)),
+        _str(g(n.CICD_PIPELINE_NAME)), _str(g(n.CICD_PIPELINE_TASK_NAME)),
+        _str(g(n.CICD_PIPELINE_RUN_ID)), _str(g(n.TRIGGER)),
+        _rest(a, _TASK_ATTRS, {n.PROCESS_PID: pid}), _events(span),
+    )  # fmt: skip
+
+
+def span_row(span: ReadableSpan, a: Mapping[str, Any], pid: int) -> tuple[object, ...]:
+    g = a.get
+    return (
+        *_ids(span),
+        span.name, span.kind.value, _str(g(n.GEN_AI_OPERATION_NAME)), _str(g(n.GEN_AI_AGENT_NAME)),
+        span.status.status_code.value, _str(g(n.ERROR_TYPE)),
+        _rest(a, _SPAN_ATTRS, {n.PROCESS_PID: pid}), _events(span),
+    )  # fmt: skip
+
+
+class SQLiteSpanExporter(SpanExporter):
+    """Write finished spans to the local SQLite store (see `otel_tokens.store.schema`)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_deadline_s: float = 30.0) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_store_path()
+        self._deadline = busy_deadline_s
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._broken: str | None = None
+        self._shutdown = False
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = open_for_writing(self.path, self._deadline)
+        return self._conn
+
+    def _after_fork(self) -> None:
+        # A connection must not cross fork(); keep the parent's object alive and unused.
+        if self._conn is not None:
+            _ABANDONED.append(self._conn)
+        self._conn = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown or self._broken is not None:
+            return SpanExportResult.FAILURE
+        if os.getpid() != self._pid:
+            self._after_fork()
+        llm: list[tuple[object, ...]] = []
+        tasks: list[tuple[object, ...]] = []
+        other: list[tuple[object, ...]] = []
+        for span in spans:
+            try:
+                attrs = plain_attributes(span)
+                op = attrs.get(n.GEN_AI_OPERATION_NAME)
+                if op in _LLM_OPERATIONS:
+                    llm.append(llm_row(span, attrs))
+                elif op == n.OP_INVOKE_WORKFLOW:
+                    tasks.append(task_row(span, attrs, self._pid))
+                else:
+                    other.append(span_row(span, attrs, self._pid))
+            except Exception:  # one odd span must not cost the batch
+                logger.debug("otel-tokens: skipped a span the store cannot read", exc_info=True)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            if llm:
+                last = conn.execute("SELECT coalesce(max(rowid), 0) FROM llm_calls").fetchone()[0]
+                conn.executemany(_INSERT_LLM, llm)
+                conn.execute(schema.ROLLUP_UPSERT, (last,))
+            if tasks:
+                conn.executemany(_INSERT_TASK, tasks)
+            if other:
+                conn.executemany(_INSERT_SPAN, other)
+
+        try:
+            with self._lock:
+                write_tx(self._connection(), insert, self._deadline)
+        except StoreError as exc:
+            self._broken = str(exc)
+            logger.error("otel-tokens: local store disabled: %s", exc)
+            return SpanExportResult.FAILURE
+        except Exception as exc:
+            logger.warning("otel-tokens: dropped %d spans, store %s: %s", len(spans), self.path, exc)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        self._shutdown = True
+        with self._lock:
+            if self._conn is not None and os.getpid() == self._pid:
+                self._conn.close()
+            self._conn = None
+
+
+_ABANDONED: list[sqlite3.Connection] = []
