@@ -50,8 +50,8 @@ def _configure_telemetry() -> None:
         internal_error("run.configure", exc)
 
 
-def _flush() -> None:
-    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+def _flush(*providers: object) -> None:
+    for provider in providers:
         flush = getattr(provider, "force_flush", None)
         if callable(flush):
             try:
@@ -88,7 +88,14 @@ def _wait(proc: subprocess.Popen[Any]) -> int:
             signal.signal(sig, handler)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(
+    argv: Sequence[str],
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> int:
+    """Run the command as a task and return its exit status. Telemetry goes to the given
+    providers, else to the global ones (configured from the environment when unset)."""
     args = _parser().parse_args(list(argv))
     command: list[str] = list(args.command)
     if command and command[0] == "--":
@@ -101,13 +108,16 @@ def main(argv: Sequence[str]) -> int:
         return 2
     env = os.environ
     name = args.task or env.get(n.ENV_TASK) or os.path.basename(command[0])
-    _configure_telemetry()
+    if tracer_provider is None and meter_provider is None:
+        _configure_telemetry()
     with task(
         name,
         id=args.id or env.get(n.ENV_TASK_ID) or None,
         size=args.size or env.get(n.ENV_TASK_SIZE) or None,
         user=args.user or env.get(n.ENV_USER) or None,
         team=args.team or env.get(n.ENV_TEAM) or None,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
     ) as t:
         child = child_environ() or dict(os.environ)
         attrs = t.scope.span_attributes if t.scope is not None else {}
@@ -134,5 +144,5 @@ def main(argv: Sequence[str]) -> int:
             status = _exit_status(_wait(proc))
         t.set_outcome(n.OUTCOME_SUCCESS if status == 0 else n.OUTCOME_FAILURE)
         t.set_attribute(n.PROCESS_EXIT_CODE, status)
-    _flush()
+    _flush(tracer_provider or trace.get_tracer_provider(), meter_provider or metrics.get_meter_provider())
     return status
