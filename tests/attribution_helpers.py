@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -57,9 +58,11 @@ def providers() -> Iterator[Providers]:
     reader = InMemoryMetricReader()
     mp = MeterProvider(metric_readers=[reader])
     context.reset_for_tests({})  # a root scope from an empty environment: trigger=local
+    token = otel_context.attach(otel_context.Context())  # start clean, whatever ran before
     try:
         yield Providers(exporter, reader, tp, mp)
     finally:
+        otel_context.detach(token)
         context.reset_for_tests()
         tp.shutdown()
         mp.shutdown()
