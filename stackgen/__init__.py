@@ -1,0 +1,1 @@
+"""Generators for the team stack: Prometheus rules and Grafana alerting (rules, promnames), dashboards."""

@@ -1,0 +1,448 @@
+"""The promtool test scenarios, one function per test file (see `stackgen.ruletests`)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from . import promnames as p
+from .budgets import Budget
+from .rules import Alert, Thresholds, default_budgets
+from .ruletests import (
+    DAY,
+    Labels,
+    _alert_test,
+    _group,
+    _minutes,
+    _series,
+    _t,
+    cumulative,
+    diurnal,
+    exact,
+    increments,
+    never_fired,
+)
+
+SEED = 5100  # the RNG seed of every scenario (seed + scenario number); any seed must pass
+USD = 1_000_000  # counters in micro-dollars, written as decimals
+Mean = Callable[[int], float]
+
+
+def _call(team: str, provider: str, model: str, job: str, **extra: str) -> Labels:
+    return {
+        p.JOB: job,
+        p.INSTANCE: f"{job.split('/')[-1]}-1",
+        p.OPERATION: "chat",
+        p.PROVIDER: provider,
+        p.REQUEST_MODEL: model,
+        p.RESPONSE_MODEL: model,
+        p.TEAM: team,
+        p.OUTCOME: "success",
+        p.COST_STATUS: p.COST_STATUS_PRICED,
+        **extra,
+    }
+
+
+def _window(mean: Mean, start: int, end: int, factor: float) -> Mean:
+    return lambda m: mean(m) * (factor if start <= m < end else 1.0)
+
+
+def _counter(
+    rng: random.Random,
+    name: str,
+    labels: Labels,
+    mean: Mean,
+    minutes: int,
+    *,
+    resets: tuple[int, ...] = (),
+    start: int = 0,
+) -> dict[str, str]:
+    scale = USD if name == p.COST else 1
+    steps = increments(rng, minutes, mean, integer=scale == 1)
+    return _series(name, labels, cumulative(steps, scale, resets=resets, start=start), scale)
+
+
+def spend_spike(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
+    rng = random.Random(SEED + 1)
+    team, model = alerts["otel-tokens-spend-spike-team"], alerts["otel-tokens-spend-spike-model"]
+    spike, end = DAY + 600, DAY + 640  # 10:00 UTC on day 2, after the night and the morning ramp
+    check = spike + _minutes(t.spike_for) + 20
+    floor = t.spike_min_usd_per_hour / 60  # USD per minute
+
+    def daily(base: float) -> Mean:
+        return lambda m: base * diurnal(m)
+
+    busy = _window(_window(daily(2.4 * floor), 400, 420, 1.4), 1000, 1030, 1.4)  # normal batch jobs
+    n = end + 1
+    series = [
+        _counter(
+            rng,
+            p.COST,
+            _call("search", "openai", "gpt-4o", "web/search-api"),
+            _window(daily(3 * floor), spike, end, 8),
+            n,
+        ),
+        _counter(
+            rng,
+            p.COST,
+            _call("search", "anthropic", "claude-haiku-4-5", "web/search-api"),
+            daily(0.5 * floor),
+            n,
+        ),
+        _counter(
+            rng,
+            p.COST,
+            _call("billing", "anthropic", "claude-sonnet-4-5", "ops/billing-bot"),
+            busy,
+            n,
+            resets=(700,),
+        ),  # a restart
+        _counter(
+            rng,
+            p.COST,
+            _call("hobby", "openai", "gpt-4o-mini", "lab/hobby"),
+            _window(daily(0.005 * floor), spike, end, 20),
+            n,
+        ),  # a tiny service's spike
+    ]
+    quiet = 'gen_ai_request_model=~"claude-sonnet-4-5|claude-haiku-4-5|gpt-4o-mini"'
+    return [
+        _group(
+            "spend spike: a team and a model spike 8x; noise, daily cycle, bursts, a restart and a tiny"
+            " service's 20x spike stay silent",
+            series,
+            [
+                _alert_test(team, spike - 1, []),
+                _alert_test(model, spike - 1, []),
+                _alert_test(team, check, [{p.TEAM: "search"}]),
+                _alert_test(model, check, [{p.PROVIDER: "openai", p.REQUEST_MODEL: "gpt-4o"}]),
+            ],
+            [
+                never_fired(team.name, spike - 1),
+                never_fired(model.name, spike - 1),
+                never_fired(team.name, end, f'{p.TEAM}=~"billing|hobby"'),
+                never_fired(model.name, end, quiet),
+                # the floor, not the z-score, keeps the tiny service quiet
+                exact(
+                    f'count(max_over_time({p.TEAM_SPEND_ZSCORE}{{{p.TEAM}="hobby"}}[30m])'
+                    f" > {t.spike_zscore})",
+                    check,
+                    [({}, 1)],
+                ),
+                exact(
+                    f'count(max_over_time({p.MODEL_SPEND_ZSCORE}{{{p.REQUEST_MODEL}="gpt-4o-mini"}}[30m])'
+                    f" > {t.spike_zscore})",
+                    check,
+                    [({}, 1)],
+                ),
+            ],
+        )
+    ]
+
+
+def _tasks(
+    rng: random.Random, n: int, per_minute: float, calls: Callable[[int], int]
+) -> tuple[list[int | None], list[int | None]]:
+    """Histogram _sum and _count samples: tasks finishing per minute (daily cycle), LLM calls of each."""
+    sums: list[int | None] = []
+    counts: list[int | None] = []
+    total_calls = total_tasks = 0
+    for m, k in enumerate(increments(rng, n, lambda m: per_minute * diurnal(m), integer=True)):
+        sums.append(total_calls)
+        counts.append(total_tasks)
+        total_tasks += int(k)
+        total_calls += sum(calls(m) for _ in range(int(k)))
+    return sums, counts
+
+
+def runaway_loop(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
+    rng = random.Random(SEED + 2)
+    alert = alerts["otel-tokens-runaway-agent-loop"]
+    spike, end = DAY + 60, DAY + 100
+    check = spike + _minutes(t.loop_for) + 25
+    n = end + 1
+
+    def triage(m: int) -> int:
+        return rng.randint(25, 45) if m >= spike else rng.randint(3, 8)
+
+    def summarise(m: int) -> int:  # a long tail of legitimately long tasks
+        return rng.randint(20, 30) if rng.random() < 0.05 else rng.randint(8, 14)
+
+    def lookup(m: int) -> int:  # 3x more calls, but still only a handful
+        return rng.randint(4, 6) if m >= spike else rng.randint(1, 2)
+
+    series: list[dict[str, str]] = []
+    kinds: tuple[tuple[str, str, str, float, Callable[[int], int]], ...] = (
+        ("triage", "M", "success", 2.0, triage),
+        ("triage", "M", "failure", 0.2, lambda m: rng.randint(3, 10)),
+        ("summarise", "L", "success", 0.3, summarise),
+        ("lookup", "S", "success", 1.0, lookup),
+    )
+    for name, size, outcome, per_minute, calls in kinds:
+        labels = {p.JOB: "agents/worker", p.TASK_NAME: name, p.TASK_SIZE: size, p.TASK_OUTCOME: outcome}
+        sums, counts = _tasks(rng, n, per_minute, calls)
+        series += [
+            _series(f"{p.TASK_LLM_CALLS}_sum", labels, sums),
+            _series(f"{p.TASK_LLM_CALLS}_count", labels, counts),
+        ]
+    lookup_jump = (
+        f'count(max_over_time(({p.TASK_LLM_CALLS_PER_TASK}{{{p.TASK_NAME}="lookup"}}'
+        f" > {t.loop_factor} * {p.TASK_LLM_CALLS_PER_TASK_AVG_1D})[30m:1m]))"
+    )
+    return [
+        _group(
+            "runaway loop: triage tasks jump from ~5 to ~35 LLM calls; a long tail and a small task's 3x"
+            " stay silent",
+            series,
+            [
+                _alert_test(alert, spike - 1, []),
+                _alert_test(alert, check, [{p.TASK_NAME: "triage", p.TASK_SIZE: "M"}]),
+            ],
+            [
+                never_fired(alert.name, spike - 1),
+                never_fired(alert.name, end, f'{p.TASK_NAME}=~"summarise|lookup"'),
+                exact(lookup_jump, check, [({}, 1)]),  # the floor keeps it quiet
+            ],
+        )
+    ]
+
+
+def repeated_requests(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
+    rng = random.Random(SEED + 3)
+    alert = alerts["otel-tokens-repeated-requests"]
+    stuck, n = 180, 241
+    check = stuck + _minutes(t.repeats_for) + 15
+    per_minute = t.repeats_per_minute
+    series = [
+        _counter(
+            rng,
+            p.LOOP_REPEATS,
+            _call("search", "openai", "gpt-4o", "agents/worker", **{p.TASK_NAME: "triage"}),
+            lambda m: 2.5 * per_minute if m >= stuck else 0.1 * per_minute,
+            n,
+        ),
+        _counter(
+            rng,
+            p.LOOP_REPEATS,
+            _call("search", "openai", "gpt-4o", "agents/worker", **{p.TASK_NAME: "lookup"}),
+            lambda m: 0.4 * per_minute,
+            n,
+        ),
+    ]
+    return [
+        _group(
+            "repeated requests: a stuck triage agent repeats its request; occasional repeats stay silent",
+            series,
+            [_alert_test(alert, stuck - 1, []), _alert_test(alert, check, [{p.TASK_NAME: "triage"}])],
+            [never_fired(alert.name, stuck - 1), never_fired(alert.name, n - 1, f'{p.TASK_NAME}="lookup"')],
+        )
+    ]
+
+
+def retry_storm(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
+    rng = random.Random(SEED + 4)
+    alert = alerts["otel-tokens-retry-storm"]
+    storm, n = 180, 241
+    check = storm + _minutes(t.retry_for) + 15
+    gpt4o = _call("search", "openai", "gpt-4o", "web/search-api")
+    sonnet = _call("billing", "anthropic", "claude-sonnet-4-5", "ops/billing-bot")
+    mini = _call("hobby", "openai", "gpt-4o-mini", "lab/hobby")
+    calls = 20.0
+    series = [
+        _counter(rng, p.CALLS, gpt4o, lambda m: calls, n),
+        _counter(
+            rng,
+            p.RETRIES,
+            {**gpt4o, p.RETRY_REASON: "rate_limit"},
+            lambda m: 2 * t.retry_ratio * calls if m >= storm else 0.02 * calls,
+            n,
+        ),
+        _counter(
+            rng,
+            p.RETRIES,
+            {**gpt4o, p.RETRY_REASON: "server_error"},  # a 3-minute blip
+            lambda m: 1.6 * t.retry_ratio * calls if 60 <= m < 63 else 0.0,
+            n,
+        ),
+        _counter(rng, p.CALLS, sonnet, lambda m: 10.0, n),  # never retried: no retries series at all
+        _counter(rng, p.CALLS, mini, lambda m: 0.25 * t.retry_min_calls_per_minute, n),
+        _counter(
+            rng,
+            p.RETRIES,
+            {**mini, p.RETRY_REASON: "rate_limit"},
+            lambda m: 0.5 * t.retry_min_calls_per_minute if m >= storm else 0.0,
+            n,
+        ),
+    ]
+    rare = (
+        f'count(max_over_time({p.MODEL_RETRIES_PER_CALL}{{{p.REQUEST_MODEL}="gpt-4o-mini"}}[60m])'
+        f" > {t.retry_ratio})"
+    )
+    return [
+        _group(
+            "retry storm: half of gpt-4o calls retry; 2% retries, a 3-minute blip and a rarely used model"
+            " stay silent",
+            series,
+            [
+                _alert_test(alert, storm - 1, []),
+                _alert_test(alert, check, [{p.PROVIDER: "openai", p.REQUEST_MODEL: "gpt-4o"}]),
+            ],
+            [
+                never_fired(alert.name, storm - 1),
+                never_fired(alert.name, n - 1, f'{p.REQUEST_MODEL}=~"claude-sonnet-4-5|gpt-4o-mini"'),
+                exact(rare, check, [({}, 1)]),  # the minimum call rate keeps it quiet
+            ],
+        )
+    ]
+
+
+def unpriced_model(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
+    rng = random.Random(SEED + 5)
+    alert = alerts["otel-tokens-unpriced-model-in-use"]
+    start, n = 60, 181
+    check = start + _minutes(t.unpriced_for) + 25
+    ft = "ft:gpt-4o-mini:acme"
+    unpriced = _call("search", "openai", ft, "web/search-api", **{p.COST_STATUS: p.COST_STATUS_UNPRICED})
+    one_off = _call(
+        "billing",
+        "anthropic",
+        "claude-sonnet-4-5",
+        "ops/billing-bot",
+        **{p.COST_STATUS: p.COST_STATUS_UNKNOWN_USAGE},
+    )
+    series = [
+        _counter(rng, p.CALLS, _call("search", "openai", "gpt-4o", "web/search-api"), lambda m: 15.0, n),
+        _counter(rng, p.CALLS, unpriced, lambda m: 2.0, n, start=start),
+        _series(p.CALLS, one_off, [None] * 30 + [1] * (n - 30)),  # one call, long ago
+    ]
+    firing = {k: unpriced[k] for k in (p.PROVIDER, p.REQUEST_MODEL, p.RESPONSE_MODEL, p.COST_STATUS)}
+    return [
+        _group(
+            "unpriced model: a fine-tuned model without a price comes into use; a single old call stays"
+            " silent",
+            series,
+            [_alert_test(alert, start - 1, []), _alert_test(alert, check, [firing])],
+            [
+                never_fired(alert.name, start - 1),
+                never_fired(alert.name, n - 1, f'{p.COST_STATUS}="unknown_usage"'),
+            ],
+        )
+    ]
+
+
+def _alerts_sample(alert: Alert, at: int) -> dict[str, object]:
+    labels = {"alertname": alert.name, "alertstate": "firing", **alert.all_labels()}
+    inner = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return {
+        "expr": f'ALERTS{{alertname="{alert.name}", {p.BUDGET}="{dict(alert.labels)[p.BUDGET]}"}}',
+        "eval_time": _t(at),
+        "exp_samples": [{"labels": f"ALERTS{{{inner}}}", "value": 1}],
+    }
+
+
+def daily_budget(
+    alerts: dict[str, Alert], t: Thresholds, budgets: tuple[Budget, ...] | None = None
+) -> list[object]:
+    out: list[object] = []
+    for i, budget in enumerate(budgets if budgets is not None else default_budgets()):
+        rng = random.Random(SEED + 6 + i)
+        alert = next(a for a in alerts.values() if dict(a.labels).get(p.BUDGET) == budget.name)
+        surge = 960  # 16:00 UTC, after the day's peak
+        check = surge + _minutes(t.budget_for) + 45
+        n = check + 1
+        base = 0.4 * budget.daily_usd / DAY  # a normal day spends 40% of the budget
+        rate = 4 * budget.daily_usd / (DAY - surge)  # would spend 4x the budget by midnight
+
+        def mean(m: int, base: float = base, rate: float = rate, surge: int = surge) -> float:
+            return rate if m >= surge else base * diurnal(m)
+
+        team = budget.team or "platform"
+        series = [_counter(rng, p.COST, _call(team, "openai", "gpt-4o", "web/api"), mean, n)]
+        out.append(
+            _group(
+                f"daily budget {budget.name}: a day at 40% of ${budget.daily_usd:g} stays silent through its"
+                " peak; a surge in the afternoon fires",
+                series,
+                [],
+                [
+                    never_fired(alert.name, surge - 1, f'{p.BUDGET}="{budget.name}"'),
+                    _alerts_sample(alert, check),
+                ],
+            )
+        )
+    return out
+
+
+def recording(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
+    """Linear series, so every recorded value is known exactly."""
+    n, at = DAY + 121, DAY + 120  # 02:00 UTC on day 2
+    a = _call("a", "openai", "m1", "svc/a", **{p.TASK_NAME: "t1", p.PIPELINE: "ci", p.PIPELINE_TASK: "test"})
+    b = _call("b", "anthropic", "m2", "svc/b", **{p.TASK_NAME: "t2"})
+    c = _call("b", "openai", "m3", "svc/b", **{p.COST_STATUS: p.COST_STATUS_UNPRICED})
+    task = {p.JOB: "svc/a", p.TASK_NAME: "t1", p.TASK_SIZE: "S", p.TASK_OUTCOME: "success"}
+
+    def line(name: str, labels: Labels, step: int, scale: int = 1) -> dict[str, str]:
+        return _series(name, labels, [step * i for i in range(n)], scale)
+
+    series = [
+        line(p.COST, a, 600_000, USD),  # $0.60 per minute
+        line(p.COST, b, 300_000, USD),
+        line(p.CALLS, a, 4),
+        line(p.CALLS, b, 2),
+        line(p.CALLS, c, 1),
+        line(p.RETRIES, {**a, p.RETRY_REASON: "rate_limit"}, 1),
+        line(f"{p.TASK_LLM_CALLS}_sum", task, 30),
+        line(f"{p.TASK_LLM_CALLS}_count", task, 5),
+        line(p.LOOP_REPEATS, a, 2),
+        line(p.TASKS, task, 5),
+    ]
+    spend: dict[str, list[tuple[Labels, float]]] = {
+        p.spend_per_second(p.LEVEL_TOTAL): [({}, 0.015)],
+        p.spend_per_hour(p.LEVEL_TOTAL): [({}, 54)],
+        p.spend_per_second(p.LEVEL_PROVIDER): [
+            ({p.PROVIDER: "anthropic"}, 0.005),
+            ({p.PROVIDER: "openai"}, 0.01),
+        ],
+        p.spend_per_hour(p.LEVEL_MODEL): [
+            ({p.PROVIDER: "anthropic", p.REQUEST_MODEL: "m2"}, 18),
+            ({p.PROVIDER: "openai", p.REQUEST_MODEL: "m1"}, 36),
+        ],
+        p.spend_per_hour(p.LEVEL_TEAM): [({p.TEAM: "a"}, 36), ({p.TEAM: "b"}, 18)],
+        p.spend_per_hour(p.LEVEL_TASK): [({p.TASK_NAME: "t1"}, 36), ({p.TASK_NAME: "t2"}, 18)],
+        p.spend_per_hour(p.LEVEL_PIPELINE): [({}, 18), ({p.PIPELINE: "ci", p.PIPELINE_TASK: "test"}, 36)],
+        p.spend_per_hour(p.LEVEL_SERVICE): [({p.JOB: "svc/a"}, 36), ({p.JOB: "svc/b"}, 18)],
+        p.SPEND_RATE_1H: [({}, 0.015)],
+        p.SPEND_TODAY: [({}, 0.9 * 120)],  # 02:00 UTC: two hours at $0.90/min since midnight
+        p.TEAM_SPEND_TODAY: [({p.TEAM: "a"}, 72), ({p.TEAM: "b"}, 36)],
+        p.TEAM_SPEND_ZSCORE: [],  # a flat rate has no z-score
+        p.MODEL_SPEND_ZSCORE: [],
+        p.CALLS_RATE: [({}, 0.116667)],
+        p.MODEL_RETRIES_PER_CALL: [
+            ({p.PROVIDER: "anthropic", p.REQUEST_MODEL: "m2"}, 0),
+            ({p.PROVIDER: "openai", p.REQUEST_MODEL: "m1"}, 0.25),
+            ({p.PROVIDER: "openai", p.REQUEST_MODEL: "m3"}, 0),
+        ],
+        p.MODEL_UNSEEN_CALLS_30M: [
+            (
+                {
+                    p.PROVIDER: "openai",
+                    p.REQUEST_MODEL: "m3",
+                    p.RESPONSE_MODEL: "m3",
+                    p.COST_STATUS: "unpriced",
+                },
+                30,
+            )
+        ],
+        p.TASK_LLM_CALLS_PER_TASK: [({p.TASK_NAME: "t1", p.TASK_SIZE: "S"}, 6)],
+        p.TASK_TASKS_15M: [({p.TASK_NAME: "t1", p.TASK_SIZE: "S"}, 75)],
+        f"60 * {p.TASK_LOOP_REPEATS_RATE}": [({p.TASK_NAME: "t1"}, 2)],
+        p.DAY_OF_YEAR: [({}, 2)],
+    }
+    exprs = [exact(expr, at, samples) for expr, samples in spend.items()]
+    exprs.append(exact(p.SPEND_TODAY, DAY + 5, [({}, 4.5)]))  # reset at midnight: 5 minutes of today
+    # the budget formula: spent today + last hour's rate x seconds left today
+    for alert in (a for a in alerts.values() if p.BUDGET in dict(a.labels) and p.TEAM not in dict(a.labels)):
+        projected = 108 + 0.015 * (86400 - 7200)
+        limit = float(alert.expr.rsplit(">", 1)[1])
+        exprs.append(exact(alert.expr, at, [({}, projected)] if projected > limit else []))
+    return [_group("recording rules: exact values on linear series", series, [], exprs)]
