@@ -24,8 +24,10 @@ SIZES = ("S", "M", "L")
 SIZE_CALLS = {"S": 8, "M": 20, "L": 45}
 USERS = [f"user-{i:02d}" for i in range(40)]
 TEAMS = ("payments", "platform", "search", "mobile", "infra", "data")
-MODELS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("openai", "o3-mini"),
-          ("anthropic", "claude-sonnet-4-5"), ("anthropic", "claude-haiku-4-5"), ("anthropic", "claude-opus-4-1"))  # fmt: skip
+MODELS = (
+    ("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("openai", "o3-mini"),
+    ("anthropic", "claude-sonnet-4-5"), ("anthropic", "claude-haiku-4-5"), ("anthropic", "claude-opus-4-1"),
+)  # fmt: skip
 AGENTS = ("planner", "coder", "reviewer", "tester")
 PIPELINES = (None, None, None, "ci.yml", "nightly")
 
@@ -61,7 +63,7 @@ def fill(path: Path, calls: int, tasks: int, days: float = 30.0, seed: int = 7) 
         task_rows.clear()
         span_rows.clear()
 
-    for (t, size, _), n_calls in zip(plan, counts):
+    for (t, size, _), n_calls in zip(plan, counts, strict=True):
         name = TASK_NAMES[t % len(TASK_NAMES)]
         user = rng.choice(USERS)
         team = TEAMS[USERS.index(user) % len(TEAMS)]

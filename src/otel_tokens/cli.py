@@ -116,8 +116,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_csv(report_rows(report, for_csv=True), sys.stdout)
     elif not report.groups:
         print(
-            f"No LLM calls recorded in {_window_label(args.since)}"
-            + (f" for task {args.task}." if args.task else ".")
+            f"No LLM calls recorded ({_window_label(args.since)}"
+            + (f", task {args.task})." if args.task else ").")
         )
     else:
         print_report(report, _console(), _window_label(args.since))
@@ -136,7 +136,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     if args.json:
         write_json(top_rows(runs), sys.stdout)
     elif not runs:
-        print(f"No LLM calls recorded in {_window_label(args.since)}.")
+        print(f"No LLM calls recorded ({_window_label(args.since)}).")
     else:
         print_top(runs, _console(), _window_label(args.since))
     return 0

@@ -116,7 +116,7 @@ def _literal(value: Any) -> str:
 
 def write_json(rows: Iterable[dict[str, Any]], out: IO[str]) -> None:
     items = [_literal(r) for r in rows]
-    out.write("[\n" + ",\n".join(f"  {item}" for item in items) + ("\n]\n" if items else "]\n"))
+    out.write("[\n" + ",\n".join(f"  {item}" for item in items) + "\n]\n" if items else "[]\n")
 
 
 def write_csv(rows: list[dict[str, Any]], out: IO[str]) -> None:
@@ -163,7 +163,7 @@ def print_report(report: Report, console: Console, window_label: str) -> None:
     table.add_column("Calls", footer=count(t.sums["calls"]), justify="right")
     table.add_column("Tasks", footer=count(t.tasks), justify="right")
     table.add_column("Loop depth\nmed / max", footer=_depth(t), justify="right")
-    table.add_column("Per ok\ntask", footer=usd(t.cost_per_successful_task_pusd), **money)  # type: ignore[arg-type]
+    table.add_column("Cost per\nsuccess", footer=usd(t.cost_per_successful_task_pusd), **money)  # type: ignore[arg-type]
     table.add_column("Failed\ntasks", footer=_failed(t), **money)  # type: ignore[arg-type]
     table.add_column("Tokens\nin / out", footer=_tokens(t), justify="right")
     table.add_column("Cache read\n(saved)", footer=_cache(t), justify="right")
@@ -185,8 +185,8 @@ def print_report(report: Report, console: Console, window_label: str) -> None:
     console.print(table)
     if by in ("user", "team"):
         console.print(
-            Text(f"Sorted by {by} name, not by cost: spend follows the work people are given. "
-                 "Compare runs of the same task instead: otel-tokens report --by task", style="dim")
+            Text(f"Sorted by {by} name, not by cost: spend follows the work people are given.\n"
+                 "Compare runs of the same task instead: otel-tokens report", style="dim")
         )  # fmt: skip
     if by == "task" and t.outliers:
         console.print()
@@ -307,7 +307,7 @@ def _label(node: Node, parent_pid: int | None) -> Text:
         text.append(f" +{node.unpriced} unpriced", style="yellow")
     text.append(f"  {count(node.input_tokens)} in / {count(node.output_tokens)} out", style="dim")
     if node.kind != "llm" and node.calls:
-        text.append(f"  {node.calls} calls", style="dim")
+        text.append(f"  {node.calls} call{'' if node.calls == 1 else 's'}", style="dim")
     text.append(f"  {node.duration_s:.2f}s", style="dim")
     if node.kind == "llm":
         if d.get("cache_read"):

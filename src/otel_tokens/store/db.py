@@ -92,6 +92,15 @@ def _reject_foreign_file(path: Path) -> None:
         )
 
 
+def _read_version(conn: sqlite3.Connection, path: Path) -> int | None:
+    """`schema.stored_version` from one consistent snapshot (another process may be creating it)."""
+    conn.execute("BEGIN")
+    try:
+        return schema.stored_version(conn, str(path))
+    finally:
+        conn.execute("COMMIT")
+
+
 def open_for_writing(path: Path, deadline_s: float = 30.0) -> sqlite3.Connection:
     """Open (creating it 0600 in a 0700 directory if needed) and bring the schema up to date."""
     try:
@@ -103,6 +112,9 @@ def open_for_writing(path: Path, deadline_s: float = 30.0) -> sqlite3.Connection
         str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
     try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Refuse someone else's database before touching it (WAL mode rewrites the header).
+        _retrying(lambda: _read_version(conn, path), deadline_s)
         _configure(conn, deadline_s)
         write_tx(conn, lambda c: schema.create_or_migrate(c, str(path)), deadline_s)
     except sqlite3.DatabaseError as exc:
@@ -133,7 +145,7 @@ def open_for_reading(path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(uri.replace("mode=rw", "mode=ro"), uri=True, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        version = _retrying(lambda: schema.stored_version(conn, str(path)), 30.0)
+        version = _retrying(lambda: _read_version(conn, path), 30.0)
         if version is None:
             raise StoreError(f"store {path} is empty: no telemetry has been recorded yet")
         schema.check_version(version, str(path))
