@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -108,6 +109,28 @@ def test_bad_sampling_condition_stops_the_collector(collector: Path, tmp_path: P
     )
     assert result.returncode != 0
     assert 'failed to create policy evaluator for "expensive-llm-call"' in result.stderr
+
+
+@pytest.mark.parametrize("copy", ["committed", "stack-local"])
+def test_prometheus_config_checks(stack: Stack, copy: str) -> None:
+    config = (
+        REPO / "deploy" / "prometheus" / "prometheus.yml"
+        if copy == "committed"
+        else stack.dir / "prometheus.yml"
+    )
+    result = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_live_prometheus_loaded_every_rule_group(stack: Stack) -> None:
+    files = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
+    expected = sorted(
+        g["name"] for f in files for g in (yaml.safe_load(f.read_text()) or {}).get("groups", [])
+    )
+    loaded = sorted(g["name"] for g in prom(stack, "/api/v1/rules")["groups"])
+    assert loaded == expected
 
 
 # --- sending spans and reading what the collector exported ---------------------------------
