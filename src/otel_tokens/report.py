@@ -17,7 +17,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Final
+from typing import Any, Final
 
 from .store.queries import (
     RunRow,
@@ -25,8 +25,8 @@ from .store.queries import (
     TaskRun,
     Window,
     group_sums,
-    task_outcomes,
     task_runs,
+    task_span,
     top_runs,
     untasked_traces,
 )
@@ -100,12 +100,12 @@ class Report:
     total: Group
 
 
-def _add_task(group: Group, run: TaskRun, calls: int, cost: int, outcome: str | None) -> None:
+def _add_task(group: Group, size: str, calls: int, cost: int, outcome: str | None) -> None:
     group.tasks += 1
     group.runs += 1
     group.loop_depths.append(calls)
-    if run.task_size:
-        group.sizes.add(run.task_size)
+    if size:
+        group.sizes.add(size)
     if outcome is None:
         return
     if outcome == SUCCESS:
@@ -119,8 +119,8 @@ def _add_task(group: Group, run: TaskRun, calls: int, cost: int, outcome: str | 
 def find_outliers(runs: list[TaskRun]) -> list[Outlier]:
     """Task runs costing more than OUTLIER_FACTOR x the median of same name+size peers."""
     costs: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for run in runs:
-        costs[(run.task_name, run.task_size)][run.task_id] += run.cost_pusd
+    for _, task_id, name, size, _, cost, _ in runs:
+        costs[(name, size)][task_id] += cost
     found: list[Outlier] = []
     for (name, size), by_task in costs.items():
         if len(by_task) < MIN_PEERS:
@@ -142,21 +142,22 @@ def build_report(conn: sqlite3.Connection, by: str, window: Window) -> Report:
         for name, value in group.sums.items():
             total.sums[name] += value
     runs = task_runs(conn, by, window)
-    outcomes = task_outcomes(conn) if runs else {}
-    whole: dict[str, list[object]] = {}  # task id -> [run, calls, cost] across groups
-    for run in runs:
-        known = outcomes.get(run.task_id)
-        _add_task(groups[run.group], run, run.calls, run.cost_pusd, known.outcome if known else None)
-        acc = whole.get(run.task_id)
-        if acc is None:
-            whole[run.task_id] = [run, run.calls, run.cost_pusd]
-        else:
-            acc[1] = int(acc[1]) + run.calls  # type: ignore[call-overload]
-            acc[2] = int(acc[2]) + run.cost_pusd  # type: ignore[call-overload]
-    for first, calls, cost in whole.values():
-        assert isinstance(first, TaskRun) and isinstance(calls, int) and isinstance(cost, int)
-        known = outcomes.get(first.task_id)
-        _add_task(total, first, calls, cost, known.outcome if known else None)
+    for key, _, _, size, calls, cost, outcome in runs:
+        _add_task(groups[key], size, calls, cost, outcome)
+    if by == "task":  # each task is in exactly one group
+        for _, _, _, size, calls, cost, outcome in runs:
+            _add_task(total, size, calls, cost, outcome)
+    else:  # a task may span groups (two models): count it once, whole
+        whole: dict[str, list[Any]] = {}
+        for _, task_id, _, size, calls, cost, outcome in runs:
+            acc = whole.get(task_id)
+            if acc is None:
+                whole[task_id] = [size, calls, cost, outcome]
+            else:
+                acc[1] += calls
+                acc[2] += cost
+        for size, calls, cost, outcome in whole.values():
+            _add_task(total, size, calls, cost, outcome)
     for key, traces in untasked_traces(conn, by, window).items():
         groups[key].runs += traces
         total.runs += traces
@@ -186,16 +187,17 @@ class TopRun:
 
 
 def build_top(conn: sqlite3.Connection, window: Window, limit: int) -> list[TopRun]:
-    runs = top_runs(conn, window, limit)
-    outcomes = task_outcomes(conn) if any(r.task_id for r in runs) else {}
     out = []
-    for run in runs:
-        known = outcomes.get(run.task_id) if run.task_id else None
-        trace = run.trace_id
-        if run.task_id:
-            row = conn.execute(
-                "SELECT trace_id FROM llm_calls WHERE task_id = ? ORDER BY start_ns LIMIT 1", (run.task_id,)
-            ).fetchone()
-            trace = known.trace_id if known is not None else (row[0] if row else b"")
-        out.append(TopRun(run, known.outcome if known else None, trace))
+    for run in top_runs(conn, window, limit):
+        if not run.task_id:
+            out.append(TopRun(run, None, run.trace_id))
+            continue
+        span = task_span(conn, run.task_id)
+        if span is not None:
+            out.append(TopRun(run, span.outcome, span.trace_id))
+            continue
+        row = conn.execute(
+            "SELECT trace_id FROM llm_calls WHERE task_id = ? ORDER BY start_ns LIMIT 1", (run.task_id,)
+        ).fetchone()
+        out.append(TopRun(run, None, row[0] if row else b""))
     return out

@@ -125,24 +125,29 @@ def _ids(span: ReadableSpan) -> tuple[bytes, bytes, bytes | None, int, int]:
     return ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"), parent, start, end
 
 
+# Attribute per `llm_calls` column after the ids, in schema order.
+_LLM_KEYS: Final = (
+    n.GEN_AI_OPERATION_NAME, n.GEN_AI_PROVIDER_NAME, n.GEN_AI_REQUEST_MODEL, n.GEN_AI_RESPONSE_MODEL,
+    n.GEN_AI_USAGE_INPUT_TOKENS, n.GEN_AI_USAGE_OUTPUT_TOKENS, n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    n.GEN_AI_USAGE_COST, n.COST_STATUS, n.CACHE_SAVINGS, n.OUTCOME, n.ERROR_TYPE,
+    n.RETRY_COUNT, n.LOOP_REPEAT, n.AGENT_ITERATION,
+    n.USER_ID, n.TEAM, n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.GEN_AI_AGENT_NAME,
+    n.CICD_PIPELINE_NAME, n.CICD_PIPELINE_TASK_NAME, n.CICD_PIPELINE_RUN_ID, n.TRIGGER,
+)  # fmt: skip
+_COST_AT: Final = _LLM_KEYS.index(n.GEN_AI_USAGE_COST)
+_SAVINGS_AT: Final = _LLM_KEYS.index(n.CACHE_SAVINGS)
+_SCALARS: Final = frozenset((str, int, float, bool, type(None)))
+
+
 def llm_row(span: ReadableSpan, a: Mapping[str, Any]) -> tuple[object, ...]:
-    g = a.get
-    return (
-        *_ids(span),
-        _str(g(n.GEN_AI_OPERATION_NAME)), _str(g(n.GEN_AI_PROVIDER_NAME)),
-        _str(g(n.GEN_AI_REQUEST_MODEL)), _str(g(n.GEN_AI_RESPONSE_MODEL)),
-        _int(g(n.GEN_AI_USAGE_INPUT_TOKENS)), _int(g(n.GEN_AI_USAGE_OUTPUT_TOKENS)),
-        _int(g(n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)), _int(g(n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS)),
-        _int(g(n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
-        to_pico_usd(g(n.GEN_AI_USAGE_COST)), _str(g(n.COST_STATUS)), to_pico_usd(g(n.CACHE_SAVINGS)),
-        _str(g(n.OUTCOME)), _str(g(n.ERROR_TYPE)),
-        _int(g(n.RETRY_COUNT)), _int(g(n.LOOP_REPEAT)), _int(g(n.AGENT_ITERATION)),
-        _str(g(n.USER_ID)), _str(g(n.TEAM)), _str(g(n.TASK_NAME)), _str(g(n.TASK_ID)),
-        _str(g(n.TASK_SIZE)), _str(g(n.GEN_AI_AGENT_NAME)),
-        _str(g(n.CICD_PIPELINE_NAME)), _str(g(n.CICD_PIPELINE_TASK_NAME)),
-        _str(g(n.CICD_PIPELINE_RUN_ID)), _str(g(n.TRIGGER)),
-        _rest(a, _LLM_ATTRS), _events(span),
-    )  # fmt: skip
+    # Hot path (one per LLM call): plain gets; SQLite's column affinity does the typing.
+    values = [a.get(k) for k in _LLM_KEYS]
+    values[_COST_AT] = to_pico_usd(values[_COST_AT])
+    values[_SAVINGS_AT] = to_pico_usd(values[_SAVINGS_AT])
+    if not _SCALARS.issuperset(map(type, values)):  # a sequence where a scalar belongs
+        values = [v if type(v) in _SCALARS else _str(v) for v in values]
+    return (*_ids(span), *values, _rest(a, _LLM_ATTRS), _events(span))
 
 
 def task_row(span: ReadableSpan, a: Mapping[str, Any], pid: int) -> tuple[object, ...]:

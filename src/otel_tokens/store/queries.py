@@ -86,26 +86,29 @@ def group_sums(conn: sqlite3.Connection, by: str, window: Window) -> list[tuple[
     return [(row[0], Sums(*row[1:])) for row in conn.execute(sql, params)]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRun:
-    """One task's calls within one group (a task can span groups, e.g. two models)."""
+# A task's outcome: the outermost (earliest) span of that task id decides; a span with
+# status ERROR and no explicit outcome counts as a failure. NULL: no task span recorded.
+_OUTCOMES: Final = """
+SELECT task_id, CASE WHEN outcome IS NULL AND status_code = 2 THEN 'failure' ELSE outcome END AS outcome,
+    min(start_ns) FROM tasks GROUP BY task_id"""
 
-    group: str
-    task_id: str
-    task_name: str
-    task_size: str
-    calls: int
-    cost_pusd: int
+TaskRun = tuple[str, str, str, str, int, int, "str | None"]
+"""(group, task id, task name, size, calls, cost pico-USD, outcome) of a task within a group."""
 
 
 def task_runs(conn: sqlite3.Connection, by: str, window: Window) -> list[TaskRun]:
+    """One row per (group, task): a task can span groups (e.g. two models); plain tuples, 50k+ rows."""
     column = GROUP_COLUMNS[by]
     cte, params = _windowed(window)
     sql = (
-        f"{cte} SELECT {column}, task_id, max(task_name), max(task_size), sum(calls), sum(cost_pusd) "
-        f"FROM r WHERE task_id != '' GROUP BY {column}, task_id"
+        f"{cte}, runs AS (SELECT {column} AS g, task_id, max(task_name) AS name, max(task_size) AS size, "
+        f"sum(calls) AS calls, sum(cost_pusd) AS cost FROM r WHERE task_id != '' "
+        f"GROUP BY {column}, task_id), "
+        f"o AS ({_OUTCOMES}) "
+        "SELECT runs.g, runs.task_id, runs.name, runs.size, runs.calls, runs.cost, o.outcome "
+        "FROM runs LEFT JOIN o ON o.task_id = runs.task_id"
     )
-    return [TaskRun(*row) for row in conn.execute(sql, params)]
+    return conn.execute(sql, params).fetchall()
 
 
 def untasked_traces(conn: sqlite3.Connection, by: str, window: Window) -> dict[str, int]:
@@ -117,25 +120,19 @@ def untasked_traces(conn: sqlite3.Connection, by: str, window: Window) -> dict[s
 
 
 @dataclass(frozen=True, slots=True)
-class TaskOutcome:
-    outcome: str | None  # success | failure | whatever the app set; None: the span never ended
+class TaskSpan:
+    outcome: str | None
     trace_id: bytes
-    start_ns: int
-    end_ns: int
 
 
-def task_outcomes(conn: sqlite3.Connection) -> dict[str, TaskOutcome]:
-    """The outcome of every recorded task span; the outermost (earliest) span wins."""
-    out: dict[str, TaskOutcome] = {}
-    for task_id, outcome, status, trace_id, start, end in conn.execute(
-        "SELECT task_id, outcome, status_code, trace_id, start_ns, end_ns FROM tasks"
-    ):
-        known = out.get(task_id)
-        if known is None or start < known.start_ns:
-            if outcome is None and status == 2:  # span status ERROR without an explicit outcome
-                outcome = "failure"
-            out[task_id] = TaskOutcome(outcome, trace_id, start, end)
-    return out
+def task_span(conn: sqlite3.Connection, task_id: str) -> TaskSpan | None:
+    """The outermost recorded span of a task, if any."""
+    row = conn.execute(
+        "SELECT CASE WHEN outcome IS NULL AND status_code = 2 THEN 'failure' ELSE outcome END, trace_id "
+        "FROM tasks WHERE task_id = ? ORDER BY start_ns LIMIT 1",
+        (task_id,),
+    ).fetchone()
+    return TaskSpan(row[0], row[1]) if row else None
 
 
 def top_runs(conn: sqlite3.Connection, window: Window, limit: int) -> list[RunRow]:
