@@ -4,10 +4,11 @@ Each `Alert` is built with grafana-foundation-sdk's alerting builders (query A: 
 PromQL of the Prometheus rule against the datasource uid ``prometheus``; B: reduce to the
 last value; C: threshold B > 0, the condition). The SDK serialises the HTTP-API shape
 (``folderUID``, ``ruleGroup``, ``orgID`` on each rule); `provisioning_rule` converts it to
-the file-provisioning shape (those move to the group). A webhook contact point reads its
-URL from ``$GRAFANA_ALERT_WEBHOOK_URL`` (Grafana expands environment variables in
-provisioning files, except in annotations); the notification policy routes every alert
-to it.
+the file-provisioning shape (those move to the group). The contact point is a placeholder
+e-mail address (valid without configuration, so Grafana always starts; nothing is sent
+until SMTP is set up): replace it, e.g. with a webhook whose URL is ``$SOME_ENV_VAR``
+(Grafana expands environment variables in provisioning files, except in annotations). The
+notification policy routes every alert to it.
 
 Grafana-managed rules query the recorded series, so Prometheus must load
 ``deploy/prometheus/rules`` too. Use either Prometheus (with an Alertmanager) or
@@ -33,8 +34,8 @@ PROMETHEUS_UID = "prometheus"
 EXPR_UID = "__expr__"
 ORG_ID = 1
 FOLDER = "otel-tokens"
-CONTACT_POINT = "otel-tokens-webhook"
-WEBHOOK_ENV = "GRAFANA_ALERT_WEBHOOK_URL"
+CONTACT_POINT = "otel-tokens-alerts"
+PLACEHOLDER_EMAIL = "otel-tokens-alerts@example.com"
 _RULE_KEYS = (
     "uid",
     "title",
@@ -142,8 +143,8 @@ def notifications_file() -> dict[str, Any]:
         alerting.ContactPoint()
         .uid(CONTACT_POINT)
         .name(CONTACT_POINT)
-        .type("webhook")
-        .settings({"url": f"${WEBHOOK_ENV}", "httpMethod": "POST"})
+        .type("email")
+        .settings({"addresses": PLACEHOLDER_EMAIL, "singleEmail": True})
         .disable_resolve_message(False)
     )
     api = _to_json(contact)
@@ -164,10 +165,7 @@ def notifications_file() -> dict[str, Any]:
 
 
 def write(repo_root: Path, rule_groups: Sequence[Group]) -> list[Path]:
-    header = (
-        GENERATED
-        + f"\nGrafana expands ${WEBHOOK_ENV} here; set it (docker-compose does) or Grafana refuses to start."
-    )
+    header = GENERATED + "\nThe contact point is a placeholder: see stackgen/grafana_alerts.py."
     return [
         _yaml.write(repo_root / ALERTING_DIR / "otel-tokens-rules.yaml", rules_file(rule_groups), GENERATED),
         _yaml.write(

@@ -1,10 +1,11 @@
 """Every Prometheus metric and label name the stack's rules and dashboards use, in one place.
 
-The collector's Prometheus exporter translates OpenTelemetry names: dots become
-underscores, the unit is appended (units in braces such as ``{call}`` are dropped), and
-counters get ``_total``. `metric()` and `label()` apply that translation to the
-constants of `otel_tokens.names`, so if the real pipeline translates differently
-(``deploy/PROM_NAMES.md`` records what it produces) the correction is one edit here.
+The collector translates OpenTelemetry names: dots become underscores, the unit is
+appended in Prometheus' words (``s`` becomes ``seconds``, ``USD`` stays, units in braces
+such as ``{call}`` add nothing), and counters get ``_total``. `metric()` and `label()`
+apply that translation to the constants of `otel_tokens.names`, so if the real pipeline
+translates differently (``deploy/PROM_NAMES.md`` records what it produces) the
+correction is one edit here.
 
 Recorded series follow the Prometheus convention ``level:metric:operations``: the level
 says which labels are kept (``otel_tokens_team`` keeps the team, ``otel_tokens`` keeps
@@ -23,11 +24,14 @@ def label(attribute: str) -> str:
     return attribute.replace(".", "_")
 
 
+_UNITS: Final = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}  # UCUM -> Prometheus
+
+
 def metric(name: str, unit: str = "", *, counter: bool = False) -> str:
     """The Prometheus metric name an OpenTelemetry instrument becomes (without histogram suffixes)."""
     out = name.replace(".", "_")
     if unit and not unit.startswith("{"):
-        out += "_" + unit
+        out += "_" + _UNITS.get(unit, unit)
     return out + "_total" if counter else out
 
 

@@ -183,7 +183,7 @@ def _recordings(rule_groups: Sequence[Group]) -> list[Recording]:
 def test_files(
     rule_groups: Sequence[Group], t: Thresholds, rule_files: list[str]
 ) -> dict[str, dict[str, object]]:
-    from . import scenarios
+    from . import scenarios, scenarios_day
 
     alerts = _alerts(rule_groups)
     files = {  # name: (test groups, evaluation interval)
@@ -192,8 +192,8 @@ def test_files(
         "repeated-requests.yml": (scenarios.repeated_requests(alerts, t), "1m"),
         "retry-storm.yml": (scenarios.retry_storm(alerts, t), "1m"),
         "unpriced-model.yml": (scenarios.unpriced_model(alerts, t), "1m"),
-        "daily-budget.yml": (scenarios.daily_budget(alerts, t), "1m"),
-        "recording.yml": (scenarios.recording(alerts, t), "5m"),  # exact values do not need 1m steps
+        "daily-budget.yml": (scenarios_day.daily_budget(alerts, t), "1m"),
+        "recording.yml": (scenarios_day.recording(alerts, t), "5m"),  # exact values do not need 1m steps
     }
     return {
         name: {"rule_files": rule_files, "evaluation_interval": interval, "tests": tests}
