@@ -7,6 +7,21 @@ Thresholds are the fields of `Thresholds`; daily budgets come from a budget file
 the offending quantity and always > 0 (Grafana's threshold step relies on that).
 
 PromQL is kept to what Prometheus 2.42 (Debian bookworm) supports.
+
+Known limits, by design:
+
+* The spend-spike z-score compares the 5m rate with its mean and stddev over the day
+  before the last hour, and exists only once that day holds `spike_min_history_hours`
+  of samples: a new team or model gets no spike alert for its first ~18h (the daily
+  budget alert still covers it). Idle periods count as zero spend for a day.
+* "Today" is the UTC day. Spend so far is the sum of 5m rates at 5m-aligned steps.
+* `rate`/`increase` cannot see the first sample of a new series (Prometheus does not
+  assume counters start at 0), so a process that exports once and exits is invisible
+  to rate-based rules (the dashboards' range totals count such series; alert rules do
+  not, because after a gap in the data that trick would page on lifetime totals).
+* The runaway-loop alert compares *average* LLM calls per finished task: one looping
+  task among many normal ones is diluted (the repeated-requests alert and the Tasks
+  dashboard catch those), and a task that never finishes is not in the histogram.
 """
 
 from __future__ import annotations
