@@ -331,6 +331,50 @@ def test_key_panel_equals_the_spans(
     assert scalar(run, title, _service(phases)) == pytest.approx(want, rel=1e-9)
 
 
+VARIABLE_CASES: list[tuple[dict[str, str], Callable[[dict[str, Any]], bool]]] = [
+    ({"team": "e2e-a"}, lambda a: a.get(n.TEAM) == "e2e-a"),
+    ({"team": "e2e-a|e2e-ci"}, lambda a: a.get(n.TEAM) in ("e2e-a", "e2e-ci")),
+    ({"model": "gpt-4o"}, lambda a: a[n.GEN_AI_REQUEST_MODEL] == "gpt-4o"),
+    ({"pipeline": PIPELINE}, lambda a: a.get(n.CICD_PIPELINE_NAME) == PIPELINE),
+    (
+        {"team": "e2e-b", "model": "claude-.*"},
+        lambda a: a.get(n.TEAM) == "e2e-b" and "claude" in a[n.GEN_AI_REQUEST_MODEL],
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "where"), VARIABLE_CASES, ids=[str(v) for v, _ in VARIABLE_CASES])
+def test_template_variables_filter_spend(
+    run: Run, values: dict[str, str], where: Callable[[dict[str, Any]], bool]
+) -> None:
+    service = _service("main|ci")
+    want = math.fsum(s.cost(where) for p, s in run.spans.items() if p != "spike")
+    assert want > 0
+    query = dashboards.substitute(panel("Spend over the range"), VALUES | {"service": service} | values)
+    (result,) = run.prom.instant(query)
+    assert float(result["value"][1]) == pytest.approx(want, rel=1e-9)
+
+
+def test_template_variable_queries_list_the_workload_values(run: Run) -> None:
+    """Each variable's label_values() query, as Grafana runs it (series API), offers our values."""
+    want = {
+        "service": set(JOBS.values()),
+        "team": {"e2e-a", "e2e-b", "e2e-ci", "e2e-spike"},
+        "model": {"gpt-4o", "gpt-4o-mini", "claude-sonnet-4-20250514", "claude-haiku-4-5-20251001"},
+        "pipeline": {PIPELINE},
+    }
+    for var in dashboards.render(next(iter(dashboards.BUILDERS)))["templating"]["list"]:
+        if var["name"] not in want:
+            continue
+        metric_sel, label = var["query"].removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
+        params = {
+            "match[]": dashboards.substitute(metric_sel, {"service": ALL_JOBS}),
+            "start": str(run.start),
+        }
+        values = set(run.prom._get(f"/api/v1/label/{label}/values", params))
+        assert want[var["name"]] <= values, (var["name"], values)
+
+
 def test_sanity_of_the_workload(run: Run) -> None:
     """The scalar panels above are only meaningful if the workload produced these cases."""
     main = run.spans["main"]
