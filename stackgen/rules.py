@@ -106,7 +106,8 @@ def _by(labels: Sequence[str]) -> str:
     return f"sum by ({', '.join(labels)}) " if labels else "sum "
 
 
-def _num(value: float) -> str:
+def number(value: float) -> str:
+    """A threshold as PromQL shows it: 4 not 4.0."""
     return repr(float(value)).removesuffix(".0")
 
 
@@ -145,7 +146,7 @@ def recording_rules(t: Thresholds = DEFAULTS) -> tuple[Recording, ...]:
     # z-scores: the 5m rate (0 while a team or model is idle, for a day after it was last seen)
     # against its mean and stddev over the day before the last hour (so a spike does not
     # hide in its own baseline), once that day holds enough samples.
-    min_samples = _num(t.spike_min_history_hours * 60 / EVAL_INTERVAL_MINUTES)
+    min_samples = number(t.spike_min_history_hours * 60 / EVAL_INTERVAL_MINUTES)
     for level, filled, avg, stddev, zscore in (
         (p.LEVEL_TEAM, p.TEAM_SPEND_FILLED, p.TEAM_SPEND_AVG_1D, p.TEAM_SPEND_STDDEV_1D, p.TEAM_SPEND_ZSCORE),
         (
@@ -168,7 +169,7 @@ def recording_rules(t: Thresholds = DEFAULTS) -> tuple[Recording, ...]:
         )
         # A flat rate has a stddev of float noise; below 1% of the mean there is no z-score.
         out.append(
-            Recording(zscore, f"({filled} - {avg})\n/ ({stddev} > {_num(MIN_RELATIVE_STDDEV)} * {avg})")
+            Recording(zscore, f"({filled} - {avg})\n/ ({stddev} > {number(MIN_RELATIVE_STDDEV)} * {avg})")
         )
     out += [
         Recording(p.CALLS_RATE, f"sum (rate({p.CALLS}[5m]))"),
@@ -203,9 +204,9 @@ def alert_rules(t: Thresholds = DEFAULTS, budgets: Sequence[Budget] = ()) -> tup
         f"{_label(p.PROVIDER)}/{_label(p.REQUEST_MODEL)}",
     )
     task = _label(p.TASK_NAME)
-    spike_floor = _num(t.spike_min_usd_per_hour)
+    spike_floor = number(t.spike_min_usd_per_hour)
     spike_why = (
-        f"the 5m spend rate is more than {_num(t.spike_zscore)} standard deviations above its mean over"
+        f"the 5m spend rate is more than {number(t.spike_zscore)} standard deviations above its mean over"
         " the previous day"
         f" and above ${spike_floor}/h for {t.spike_for}."
     )
@@ -213,7 +214,7 @@ def alert_rules(t: Thresholds = DEFAULTS, budgets: Sequence[Budget] = ()) -> tup
         Alert(
             "OtelTokensSpendSpikeTeam",
             "otel-tokens-spend-spike-team",
-            f"{p.TEAM_SPEND_ZSCORE} > {_num(t.spike_zscore)}\n"
+            f"{p.TEAM_SPEND_ZSCORE} > {number(t.spike_zscore)}\n"
             f"and {p.spend_per_hour(p.LEVEL_TEAM)} > {spike_floor}",
             t.spike_for,
             "critical",
@@ -224,7 +225,7 @@ def alert_rules(t: Thresholds = DEFAULTS, budgets: Sequence[Budget] = ()) -> tup
         Alert(
             "OtelTokensSpendSpikeModel",
             "otel-tokens-spend-spike-model",
-            f"{p.MODEL_SPEND_ZSCORE} > {_num(t.spike_zscore)}\n"
+            f"{p.MODEL_SPEND_ZSCORE} > {number(t.spike_zscore)}\n"
             f"and {p.spend_per_hour(p.LEVEL_MODEL)} > {spike_floor}",
             t.spike_for,
             "critical",
@@ -235,14 +236,14 @@ def alert_rules(t: Thresholds = DEFAULTS, budgets: Sequence[Budget] = ()) -> tup
         Alert(
             "OtelTokensRunawayAgentLoop",
             "otel-tokens-runaway-agent-loop",
-            f"{p.TASK_LLM_CALLS_PER_TASK} > {_num(t.loop_factor)} * {p.TASK_LLM_CALLS_PER_TASK_AVG_1D}\n"
-            f"and {p.TASK_LLM_CALLS_PER_TASK} > {_num(t.loop_min_calls_per_task)}\n"
-            f"and {p.TASK_TASKS_15M} >= {_num(t.loop_min_tasks)}",
+            f"{p.TASK_LLM_CALLS_PER_TASK} > {number(t.loop_factor)} * {p.TASK_LLM_CALLS_PER_TASK_AVG_1D}\n"
+            f"and {p.TASK_LLM_CALLS_PER_TASK} > {number(t.loop_min_calls_per_task)}\n"
+            f"and {p.TASK_TASKS_15M} >= {number(t.loop_min_tasks)}",
             t.loop_for,
             "critical",
             f"Tasks {task} (size {{{{ $labels.{p.TASK_SIZE} }}}}) make far more LLM calls than usual",
-            f"LLM calls per finished task {task} over 15m are more than {_num(t.loop_factor)}x their 1-day"
-            f" average and above {_num(t.loop_min_calls_per_task)}: an agent loop is probably not"
+            f"LLM calls per finished task {task} over 15m are more than {number(t.loop_factor)}x their 1-day"
+            f" average and above {number(t.loop_min_calls_per_task)}: an agent loop is probably not"
             " converging.",
             f"{_check('--task ' + task)}; the Tasks and agents dashboard (LLM calls per task) and the"
             " most expensive traces link to the looping runs.",
@@ -250,11 +251,11 @@ def alert_rules(t: Thresholds = DEFAULTS, budgets: Sequence[Budget] = ()) -> tup
         Alert(
             "OtelTokensRepeatedRequests",
             "otel-tokens-repeated-requests",
-            f"60 * {p.TASK_LOOP_REPEATS_RATE} > {_num(t.repeats_per_minute)}",
+            f"60 * {p.TASK_LOOP_REPEATS_RATE} > {number(t.repeats_per_minute)}",
             t.repeats_for,
             "warning",
             f"Task {task} keeps sending identical LLM requests",
-            f"More than {_num(t.repeats_per_minute)} requests per minute in task {task} repeat an earlier"
+            f"More than {number(t.repeats_per_minute)} requests per minute in task {task} repeat an earlier"
             " request of the same task (same model and messages): an agent is probably stuck in a loop.",
             f"{_check('--task ' + task)}; in the Tasks and agents dashboard open a trace and look for"
             " spans with otel_tokens.loop.repeat=true.",
@@ -262,13 +263,13 @@ def alert_rules(t: Thresholds = DEFAULTS, budgets: Sequence[Budget] = ()) -> tup
         Alert(
             "OtelTokensRetryStorm",
             "otel-tokens-retry-storm",
-            f"{p.MODEL_RETRIES_PER_CALL} > {_num(t.retry_ratio)}\n"
-            f"and 60 * {p.MODEL_CALLS_RATE} > {_num(t.retry_min_calls_per_minute)}",
+            f"{p.MODEL_RETRIES_PER_CALL} > {number(t.retry_ratio)}\n"
+            f"and 60 * {p.MODEL_CALLS_RATE} > {number(t.retry_min_calls_per_minute)}",
             t.retry_for,
             "warning",
             f"LLM calls to {model} are retrying a lot",
-            f"More than {_num(t.retry_ratio)} SDK retries per call to {model} over 5m (with more than"
-            f" {_num(t.retry_min_calls_per_minute)} calls per minute): rate limits or provider errors.",
+            f"More than {number(t.retry_ratio)} SDK retries per call to {model} over 5m (with more than"
+            f" {number(t.retry_min_calls_per_minute)} calls per minute): rate limits or provider errors.",
             "Check retries by reason (otel_tokens_retry_reason) on the Tasks and agents dashboard, the"
             " provider's status page and your rate limits; `otel-tokens report --since 1h` shows wasted"
             " spend.",
@@ -309,12 +310,12 @@ def _budget_alert(budget: Budget, t: Thresholds) -> Alert:
         uid[:40],
         f"(sum({today}{match}) or vector(0))\n"
         f"+ sum({rate}{match}) * (86400 - time() % 86400)\n"
-        f"> {_num(budget.daily_usd)}",
+        f"> {number(budget.daily_usd)}",
         t.budget_for,
         "critical",
-        f"LLM spend of {scope} will exceed its daily budget {budget.name} (${_num(budget.daily_usd)})",
+        f"LLM spend of {scope} will exceed its daily budget {budget.name} (${number(budget.daily_usd)})",
         f"Spend since 00:00 UTC plus the last hour's rate times the hours left today exceeds"
-        f" ${_num(budget.daily_usd)} for {scope}.",
+        f" ${number(budget.daily_usd)} for {scope}.",
         f"{_check('--by task')}; the Spend overview dashboard shows what is spending now."
         " Budgets live in deploy/budget.example.yaml (or $OTEL_TOKENS_BUDGET_FILE).",
         labels,

@@ -141,6 +141,15 @@ def never_fired(alertname: str, until: int, matchers: str = "") -> dict[str, obj
     }
 
 
+def happened(condition: str, at: int, within: int = 30) -> dict[str, object]:
+    """`condition` (a filter) held at some minute of the `within` minutes up to `at`."""
+    return {
+        "expr": f"count(max_over_time(({condition})[{within}m:1m]))",
+        "eval_time": _t(at),
+        "exp_samples": [{"labels": "{}", "value": 1}],
+    }
+
+
 def exact(expr: str, at: int, samples: Sequence[tuple[Labels, float]]) -> dict[str, object]:
     """`expr` rounded to 1e-6 equals `samples` at minute `at` (rounding keeps float noise out)."""
     return {

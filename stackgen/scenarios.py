@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable
 
 from . import promnames as p
-from .rules import Alert, Thresholds
+from .rules import Alert, Thresholds, number
 from .ruletests import (
     DAY,
     Labels,
@@ -16,7 +16,7 @@ from .ruletests import (
     _series,
     cumulative,
     diurnal,
-    exact,
+    happened,
     increments,
     never_fired,
 )
@@ -121,17 +121,10 @@ def spend_spike(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
                 never_fired(team.name, end, f'{p.TEAM}=~"billing|hobby"'),
                 never_fired(model.name, end, quiet),
                 # the floor, not the z-score, keeps the tiny service quiet
-                exact(
-                    f'count(max_over_time({p.TEAM_SPEND_ZSCORE}{{{p.TEAM}="hobby"}}[30m])'
-                    f" > {t.spike_zscore})",
+                happened(f'{p.TEAM_SPEND_ZSCORE}{{{p.TEAM}="hobby"}} > {number(t.spike_zscore)}', check),
+                happened(
+                    f'{p.MODEL_SPEND_ZSCORE}{{{p.REQUEST_MODEL}="gpt-4o-mini"}} > {number(t.spike_zscore)}',
                     check,
-                    [({}, 1)],
-                ),
-                exact(
-                    f'count(max_over_time({p.MODEL_SPEND_ZSCORE}{{{p.REQUEST_MODEL}="gpt-4o-mini"}}[30m])'
-                    f" > {t.spike_zscore})",
-                    check,
-                    [({}, 1)],
                 ),
             ],
         )
@@ -184,8 +177,8 @@ def runaway_loop(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
             _series(f"{p.TASK_LLM_CALLS}_count", labels, counts),
         ]
     lookup_jump = (
-        f'count(max_over_time(({p.TASK_LLM_CALLS_PER_TASK}{{{p.TASK_NAME}="lookup"}}'
-        f" > {t.loop_factor} * {p.TASK_LLM_CALLS_PER_TASK_AVG_1D})[30m:1m]))"
+        f'{p.TASK_LLM_CALLS_PER_TASK}{{{p.TASK_NAME}="lookup"}}'
+        f" > {number(t.loop_factor)} * {p.TASK_LLM_CALLS_PER_TASK_AVG_1D}"
     )
     return [
         _group(
@@ -199,7 +192,7 @@ def runaway_loop(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
             [
                 never_fired(alert.name, spike - 1),
                 never_fired(alert.name, end, f'{p.TASK_NAME}=~"summarise|lookup"'),
-                exact(lookup_jump, check, [({}, 1)]),  # the floor keeps it quiet
+                happened(lookup_jump, check),  # the floor keeps it quiet
             ],
         )
     ]
@@ -272,10 +265,7 @@ def retry_storm(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
             n,
         ),
     ]
-    rare = (
-        f'count(max_over_time({p.MODEL_RETRIES_PER_CALL}{{{p.REQUEST_MODEL}="gpt-4o-mini"}}[60m])'
-        f" > {t.retry_ratio})"
-    )
+    rare = f'{p.MODEL_RETRIES_PER_CALL}{{{p.REQUEST_MODEL}="gpt-4o-mini"}} > {number(t.retry_ratio)}'
     return [
         _group(
             "retry storm: half of gpt-4o calls retry; 2% retries, a 3-minute blip and a rarely used model"
@@ -288,7 +278,7 @@ def retry_storm(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
             [
                 never_fired(alert.name, storm - 1),
                 never_fired(alert.name, n - 1, f'{p.REQUEST_MODEL}=~"claude-sonnet-4-5|gpt-4o-mini"'),
-                exact(rare, check, [({}, 1)]),  # the minimum call rate keeps it quiet
+                happened(rare, check),  # the minimum call rate keeps it quiet
             ],
         )
     ]
