@@ -25,34 +25,43 @@ def _alerts_sample(alert: Alert, at: int) -> dict[str, object]:
 def daily_budget(
     alerts: dict[str, Alert], t: Thresholds, budgets: tuple[Budget, ...] | None = None
 ) -> list[object]:
-    out: list[object] = []
-    for i, budget in enumerate(budgets if budgets is not None else default_budgets()):
-        rng = random.Random(scenarios.SEED + 6 + i)
-        alert = next(a for a in alerts.values() if dict(a.labels).get(p.BUDGET) == budget.name)
-        surge = 960  # 16:00 UTC, after the day's peak
-        check = surge + _minutes(t.budget_for) + 45
-        n = check + 1
-        base = 0.4 * budget.daily_usd / DAY  # a normal day spends 40% of the budget
-        rate = 4 * budget.daily_usd / (DAY - surge)  # would spend 4x the budget by midnight
+    """One spender per budget (its team, or "platform"). A normal day loads every budget with
+    at most 40% of its amount, counting all the spenders it covers; at 16:00 UTC each spender
+    surges to 4x its own budget by midnight, so every budget's alert fires."""
+    budgets = budgets if budgets is not None else default_budgets()
+    rng = random.Random(scenarios.SEED + 6)
+    surge = 960  # 16:00 UTC, after the day's peak
+    check = surge + _minutes(t.budget_for) + 45
+    n = check + 1
+    teams = [b.team or "platform" for b in budgets]
 
-        def mean(m: int, base: float = base, rate: float = rate, surge: int = surge) -> float:
+    def covered(b: Budget) -> float:
+        return sum(o.daily_usd for o, team in zip(budgets, teams, strict=True) if b.team in (None, team))
+
+    load = 0.4 / max(covered(b) / b.daily_usd for b in budgets)
+    series, exprs = [], []
+    for budget, team in zip(budgets, teams, strict=True):
+        base = load * budget.daily_usd / DAY
+        rate = 4 * budget.daily_usd / (DAY - surge)
+
+        def mean(m: int, base: float = base, rate: float = rate) -> float:
             return rate if m >= surge else base * diurnal(m)
 
-        team = budget.team or "platform"
-        series = [_counter(rng, p.COST, _call(team, "openai", "gpt-4o", "web/api"), mean, n)]
-        out.append(
-            _group(
-                f"daily budget {budget.name}: a day at 40% of ${budget.daily_usd:g} stays silent through its"
-                " peak; a surge in the afternoon fires",
-                series,
-                [],
-                [
-                    never_fired(alert.name, surge - 1, f'{p.BUDGET}="{budget.name}"'),
-                    _alerts_sample(alert, check),
-                ],
-            )
+        series.append(_counter(rng, p.COST, _call(team, "openai", "gpt-4o", f"web/{budget.name}"), mean, n))
+        alert = next(a for a in alerts.values() if dict(a.labels).get(p.BUDGET) == budget.name)
+        exprs += [
+            never_fired(alert.name, surge - 1, f'{p.BUDGET}="{budget.name}"'),
+            _alerts_sample(alert, check),
+        ]
+    return [
+        _group(
+            "daily budgets: a normal day at most 40% of each budget stays silent through its peak;"
+            " a surge in the afternoon fires every budget",
+            series,
+            [],
+            exprs,
         )
-    return out
+    ]
 
 
 def recording(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
