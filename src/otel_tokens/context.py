@@ -46,6 +46,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
 from . import ci
 from . import names as n
+from .cardinality import DEFAULT_MAX_ATTR_VALUES, bounded, max_attr_values, reset_bounds
 from .record import CallRecord
 
 AttrValue = str | int | float | bool
@@ -73,7 +74,7 @@ _ENV_ATTRS: tuple[tuple[str, str], ...] = (
     (n.ENV_TEAM, n.TEAM),
 )
 REPEAT_MEMORY = 4096  # fingerprints remembered per scope
-DEFAULT_MAX_ATTR_VALUES = 200
+__all__ = ["DEFAULT_MAX_ATTR_VALUES", "Scope", "Totals", "bounded", "current_scope", "max_attr_values"]
 
 
 # --- rollup -------------------------------------------------------------------------------
@@ -139,49 +140,6 @@ def _as_decimal(cost: Decimal | float | None) -> Decimal:
     if isinstance(cost, Decimal):
         return cost
     return Decimal(repr(float(cost)))  # the shortest decimal that round-trips the float
-
-
-# --- cardinality guard -------------------------------------------------------------------
-_bounded_lock = threading.Lock()
-_bounded_seen: dict[str, set[AttrValue]] = {}
-
-
-@functools.cache
-def max_attr_values() -> int:
-    raw = os.environ.get(n.ENV_MAX_ATTR_VALUES, "").strip()
-    if not raw:
-        return DEFAULT_MAX_ATTR_VALUES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        logger.warning(
-            "%s=%r is not a positive integer; using %d", n.ENV_MAX_ATTR_VALUES, raw, DEFAULT_MAX_ATTR_VALUES
-        )
-        return DEFAULT_MAX_ATTR_VALUES
-    return value
-
-
-def bounded(attrs: Mapping[str, AttrValue]) -> dict[str, AttrValue]:
-    """Cap the distinct values each metric attribute key takes in this process.
-
-    The first `max_attr_values()` distinct values of a key pass; later new values become
-    ``_other`` (`names.OVERFLOW_VALUE`). Values already admitted always pass.
-    """
-    cap = max_attr_values()
-    out: dict[str, AttrValue] = {}
-    with _bounded_lock:
-        for key, value in attrs.items():
-            seen = _bounded_seen.setdefault(key, set())
-            if value in seen:
-                out[key] = value
-            elif len(seen) < cap:
-                seen.add(value)
-                out[key] = value
-            else:
-                out[key] = n.OVERFLOW_VALUE
-    return out
 
 
 # --- pseudonymised user ids ----------------------------------------------------------------
@@ -431,7 +389,5 @@ def reset_for_tests(environ: Mapping[str, str] | None = None) -> None:
     with _root_lock:
         _root = scope_from_environ(environ) if environ is not None else None
         _root_pid = os.getpid()
-    with _bounded_lock:
-        _bounded_seen.clear()
-    max_attr_values.cache_clear()
+    reset_bounds()
     _hash_key.cache_clear()
