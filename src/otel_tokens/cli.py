@@ -186,6 +186,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    store = Path(args.store).expanduser() if args.store else None
+    if store is not None and store.exists():
+        from .store.db import open_for_writing
+
+        open_for_writing(store).close()  # a foreign file: one clear line before any work
+    return run_demo(store, args.tasks, args.seed)
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     try:
         from . import run as run_module
@@ -237,6 +248,18 @@ _TRACE_EPILOG = """\
 examples:
   otel-tokens trace 3f9c2e1a-6b7d-4c8e-9f00-112233445566     a task id (from `top` or `report`)
   otel-tokens trace 4bf92f3577b34da6a3ce929d0e0e4736         a trace id (32 hex digits)
+"""
+
+_DEMO_EPILOG = """\
+examples:
+  otel-tokens demo                         into the local store, then: otel-tokens report
+  otel-tokens demo --store /tmp/demo.db    a throw-away store
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 otel-tokens demo     into the collector stack
+
+Six people in three teams run S/M/L tasks through the real openai and anthropic SDKs
+against a fake LLM server on 127.0.0.1 (no network, no API keys): agents that loop, one
+runaway loop, SDK retries on 429s, a stream cut mid-way, a CI job whose agents run in
+subprocesses, and a model with no known price. Takes well under a minute.
 """
 
 _PRUNE_EPILOG = """\
@@ -295,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
     prune.add_argument("--vacuum", action="store_true", help="compact the file afterwards")
+
+    demo = command("demo", "Simulate a day of AI-assisted engineering into the store (or OTLP).",
+                   _DEMO_EPILOG, cmd_demo)  # fmt: skip
+    demo.add_argument(
+        "--tasks", type=_positive, default=72, metavar="N", help="tasks in the day (default: 72)"
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
 
     sub.add_parser("run", help="Run a command as a task: otel-tokens run --task NAME -- COMMAND...",
                    add_help=False)  # fmt: skip

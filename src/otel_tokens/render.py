@@ -42,7 +42,8 @@ def usd(pico: int | Decimal | None) -> str:
         return f"${value:,.2f}"
     if abs(value) >= Decimal("0.01"):
         return f"${value:.3f}"
-    return f"${value:.2g}" if abs(value) >= Decimal("1e-4") else f"${float(value):.1e}"
+    digits = 1 - value.copy_abs().adjusted()  # two significant digits: $0.0042, $0.000034
+    return f"${value:.{digits}f}"
 
 
 def count(value: int | None) -> str:
@@ -172,10 +173,13 @@ def print_report(report: Report, console: Console, window_label: str) -> None:
     if by == "task":
         table.add_column("Outliers", footer=count(len(t.outliers)), justify="right")
     for g in report.groups:
+        unpriced = Text("unpriced", style="yellow")
+        priced = g.sums["priced_calls"] > 0
         cells: list[Text | str] = [
             Text(_key(g), style="dim" if not g.key else ""),
-            usd(g.sums["cost_pusd"]), count(g.sums["calls"]), count(g.tasks), _depth(g),
-            usd(g.cost_per_successful_task_pusd), _failed(g), _tokens(g), _cache(g),
+            usd(g.sums["cost_pusd"]) if priced else unpriced,
+            count(g.sums["calls"]), count(g.tasks), _depth(g),
+            usd(g.cost_per_successful_task_pusd) if priced else unpriced, _failed(g), _tokens(g), _cache(g),
             count(g.sums["retries"]),
             Text(count(g.unpriced_calls), style="yellow" if g.unpriced_calls else ""),
         ]  # fmt: skip
