@@ -105,6 +105,15 @@ def test_missing_or_foreign_store(bad_files: Path, command: list[str], name: str
     assert not Path(str(path) + "-wal").exists()
 
 
+@pytest.mark.parametrize("name", ["garbage.db", "other.db", "dir.db"])
+def test_demo_refuses_a_foreign_store_before_doing_anything(bad_files: Path, name: str) -> None:
+    path = bad_files / name
+    result = cli("demo", "--store", str(path))
+    assert (result.returncode, result.stdout) == (2, "")
+    message = dict(STORE_ERRORS)[name].format(path=path)
+    assert result.stderr == f"otel-tokens: {message}\n"
+
+
 def test_store_from_the_environment(bad_files: Path, store: Path) -> None:
     result = cli("report", env=cli_env(OTEL_TOKENS_STORE=str(bad_files / "garbage.db")))
     assert result.returncode == 2 and "garbage.db is not an otel-tokens store" in result.stderr
@@ -127,7 +136,7 @@ def test_empty_window_is_not_an_error(store: Path) -> None:
     assert cli("top", "--store", str(store), "--since", "2099-01-01").stdout.startswith("No LLM calls")
 
 
-@pytest.mark.parametrize("command", [[], ["report"], ["top"], ["trace"], ["prune"]])
+@pytest.mark.parametrize("command", [[], ["report"], ["top"], ["trace"], ["prune"], ["demo"]])
 def test_help_has_examples(command: list[str]) -> None:
     result = cli(*command, "--help")
     assert result.returncode == 0 and result.stderr == ""
