@@ -101,15 +101,6 @@ def configure_providers() -> None:
         atexit.register(meter_provider.shutdown)
 
 
-def _preload_prices() -> None:
-    """Load the bundled price data off the call path (the first lookup costs ~0.25 s)."""
-    import threading
-
-    from .pricing import Pricer
-
-    threading.Thread(target=Pricer.preload, name="otel-tokens-prices", daemon=True).start()
-
-
 def under_opentelemetry_instrument() -> bool:
     """`opentelemetry-instrument` puts its sitecustomize on PYTHONPATH; it will load our
     instrumentors through their entry points after its own configurator has run."""
@@ -131,6 +122,5 @@ def start() -> None:
         from .instrumentor import instrument
 
         instrument()
-        _preload_prices()
     except Exception as exc:
         internal_error("start-up", exc)

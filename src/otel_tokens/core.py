@@ -137,6 +137,8 @@ def _finish(pending: _Pending, record: CallRecord) -> None:
         pending.call.finish(record)
     except Exception as exc:
         internal_error("call finish", exc)
+    finally:
+        pending.call.detach()  # idempotent; never leave our span current after a bug
 
 
 def _finish_error(pending: _Pending, exc: BaseException) -> None:

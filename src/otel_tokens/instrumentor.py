@@ -88,6 +88,45 @@ def _ensure_recorder(kwargs: dict[str, Any]) -> None:
         )
 
 
+_on_import: dict[str, Callable[[], None]] = {}
+_hooked: set[str] = set()
+_preloaded = False
+
+
+def _when_imported(package: str, apply: Callable[[], None]) -> None:
+    """Run `apply` now if `package` is imported, else right after its import.
+
+    Importing the SDKs ourselves would cost every process ~1.5 s at start-up, used or not.
+    """
+    _on_import[package] = apply
+    if package in sys.modules:
+        apply()
+    elif package not in _hooked:
+        import wrapt
+
+        _hooked.add(package)
+        wrapt.register_post_import_hook(lambda _module: _fire(package), package)
+
+
+def _fire(package: str) -> None:
+    apply = _on_import.get(package)
+    if apply is not None:
+        apply()
+
+
+def _preload_prices() -> None:
+    """Load the bundled price data off the call path (the first lookup costs ~0.25 s)."""
+    global _preloaded
+    if _preloaded or core.active.recorder is None or core.active.recorder.has_pricer:
+        return
+    import threading
+
+    from .pricing import Pricer
+
+    _preloaded = True
+    threading.Thread(target=Pricer.preload, name="otel-tokens-prices", daemon=True).start()
+
+
 class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     sdk = ""
     requirement = ""
@@ -99,22 +138,42 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         try:
             _ensure_recorder(kwargs)
+            from . import attribution, propagation
+
+            if kwargs.get("tracer_provider") or kwargs.get("meter_provider"):
+                attribution.configure(
+                    tracer_provider=kwargs.get("tracer_provider"), meter_provider=kwargs.get("meter_provider")
+                )
+            propagation.install()
             self._before_patch()
+            _when_imported(self.sdk, self._apply)
+        except Exception as exc:
+            internal_error(f"instrument {self.sdk}", exc)
+
+    def _apply(self) -> None:
+        try:
             _patch(self.targets)
             hooks = _retry_hooks(self.sdk)
             if hooks is not None:
                 hooks[0]()
+            _preload_prices()
         except Exception as exc:
-            internal_error(f"instrument {self.sdk}", exc)
+            internal_error(f"patch {self.sdk}", exc)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _unpatch(self.targets)
-        hooks = _retry_hooks(self.sdk)
-        if hooks is not None:
-            hooks[1]()
+        from . import attribution, propagation
+
+        _on_import.pop(self.sdk, None)
+        if self.sdk in sys.modules:
+            _unpatch(self.targets)
+            hooks = _retry_hooks(self.sdk)
+            if hooks is not None:
+                hooks[1]()
+        propagation.uninstall()
         self._after_unpatch()
         if not any(i.is_instrumented_by_opentelemetry for i in _instrumentors() if i is not self):
             core.set_recorder(None)
+            attribution.configure()
 
     def _before_patch(self) -> None:
         return None
@@ -172,6 +231,9 @@ def instrument(
     """Instrument every supported SDK that is installed. Calling it again re-targets the
     providers without patching twice."""
     core.set_recorder(Recorder(tracer_provider, meter_provider, pricer))
+    from . import attribution
+
+    attribution.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
     for inst in _instrumentors():
         if not inst.is_instrumented_by_opentelemetry:
             inst.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, pricer=pricer)

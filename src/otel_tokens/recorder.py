@@ -79,6 +79,10 @@ class Recorder:
         )
 
     @property
+    def has_pricer(self) -> bool:
+        return self._pricer is not None
+
+    @property
     def pricer(self) -> Pricer:
         if self._pricer is None:
             self._pricer = default_pricer()
@@ -145,7 +149,12 @@ class Call:
         if self._done:
             return
         self._done = True
-        self.detach()
+        try:
+            self.detach()
+        finally:
+            self._finish(record)
+
+    def _finish(self, record: CallRecord) -> None:
         rec = self._recorder
         duration = time.perf_counter() - self._start
         usage = record.usage
