@@ -1,0 +1,172 @@
+"""Benchmark parts that time otel-tokens' pieces without the SDK around them, and a profiler.
+
+`components()` reaches into otel-tokens internals (`Recorder`, `core._observe_sync`); when
+they change shape the part is reported as skipped rather than failing the whole bench.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from _transport import MODEL, RESPONSE_MODEL
+
+import otel_tokens
+
+if TYPE_CHECKING:
+    from bench_overhead import Bench
+
+BASE_METRIC_ATTRS: dict[str, Any] = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+}
+BARE_ATTRS: dict[str, Any] = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+    "gen_ai.response.id": "chatcmpl-bench",
+    "gen_ai.usage.input_tokens": 1_200,
+    "gen_ai.usage.output_tokens": 350,
+    "gen_ai.usage.cost": 0.000123,
+    "server.address": "api.openai.com",
+    "server.port": 443,
+}
+
+
+def cpu_us_per_call(fn: Callable[[], None], n: int) -> float:
+    gc.collect()
+    t0 = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t0) / n * 1e6
+
+
+class _NoOpInstrument:
+    def add(self, *_args: object, **_kwargs: object) -> None:
+        return None
+
+    def record(self, *_args: object, **_kwargs: object) -> None:
+        return None
+
+
+def _median_us(fn: Callable[[], None], n: int, repeat: int = 7) -> float:
+    """Median CPU µs of `fn` over `repeat` blocks of `n` calls."""
+    return statistics.median(cpu_us_per_call(fn, n) for _ in range(repeat))
+
+
+def components(bench: Bench) -> dict[str, float | str]:
+    """What one otel-tokens call is made of, without the SDK around it (CPU µs, medians).
+
+    Uses otel-tokens internals (`Recorder`, `core._observe_sync`); a part that no longer
+    fits the current internals is reported as skipped instead of failing the bench.
+    """
+    out: dict[str, float | str] = {}
+    scale = bench.plan.component_scale
+
+    def _timed(fn: Callable[[], None], n: int) -> float:
+        return _median_us(fn, max(int(n * scale), 20))
+
+    meter = bench.meter_provider.get_meter("bench.components")
+    counter = meter.create_counter("bench.counter", unit="{token}")
+    histogram = meter.create_histogram("bench.histogram", unit="s")
+    metric_attrs = {k: v for k, v in BARE_ATTRS.items() if isinstance(v, str) and "id" not in k}
+    metric_attrs |= {"otel_tokens.outcome": "success", "otel_tokens.cost.status": "priced"}
+    out["bare_span"] = _timed(bench.bare_span, 5_000)
+    out["counter_add_6_attrs"] = _timed(lambda: counter.add(1, metric_attrs), 10_000)
+    out["histogram_record_4_attrs"] = _timed(lambda: histogram.record(0.5, BASE_METRIC_ATTRS), 10_000)
+    try:
+        from otel_tokens.record import CallRecord, Usage
+        from otel_tokens.recorder import Recorder
+
+        recorder = Recorder(bench.tracer_provider, bench.meter_provider)
+        server = ("api.openai.com", 443)
+        record = CallRecord(
+            "openai",
+            "chat",
+            MODEL,
+            RESPONSE_MODEL,
+            "chatcmpl-bench",
+            ("stop",),
+            server[0],
+            server[1],
+            False,
+        ).with_usage(Usage(1_200, 350, 1_024, 0, 0))
+        recorder.pricer.price("openai", RESPONSE_MODEL, record.usage)
+        fp = iter(range(10**9))
+
+        def one_call() -> None:
+            recorder.start("openai", "chat", MODEL, False, server, next(fp), None).finish(record)
+
+        out["recorder_start_finish"] = _timed(one_call, 5_000)
+        # where the time goes: the same with the counters, then also the histograms, as no-ops
+        counters = ("cost", "tokens", "calls", "retries", "repeats", "cache_savings")
+        for name in counters:
+            setattr(recorder, name, _NoOpInstrument())
+        recorder.usage_counters = (_NoOpInstrument(),) * len(recorder.usage_counters)
+        out["recorder_without_counters"] = _timed(one_call, 5_000)
+        recorder.token_usage = recorder.duration = _NoOpInstrument()
+        out["recorder_span_only"] = _timed(one_call, 5_000)
+        out["pricer_price"] = _timed(
+            lambda: recorder.pricer.price("openai", RESPONSE_MODEL, record.usage), 20_000
+        )
+    except Exception as exc:
+        out["recorder_start_finish"] = f"skipped: {exc!r}"
+    try:
+        from types import SimpleNamespace
+
+        from otel_tokens.adapters.openai import ChatStreamObserver
+        from otel_tokens.core import _observe_sync
+
+        chunks = list(
+            bench.client.chat.completions.create(
+                model=MODEL, messages=bench.prompts[0], stream=True, stream_options={"include_usage": True}
+            )
+        )
+        many = chunks * 20
+
+        def bare() -> None:
+            for _ in iter(many):
+                pass
+
+        def observed() -> None:
+            fin = SimpleNamespace(observer=ChatStreamObserver(), started=False, finish=lambda **_: None)
+            for _ in _observe_sync(iter(many), fin):  # type: ignore[arg-type]
+                pass
+
+        out["stream_chunk"] = (_timed(observed, 200) - _timed(bare, 200)) / len(many)
+    except Exception as exc:
+        out["stream_chunk"] = f"skipped: {exc!r}"
+    return out
+
+
+def profile(bench: Bench, calls: int) -> None:
+    """cProfile of `calls` instrumented non-streaming calls; rows outside the SDK/httpx2."""
+    import cProfile
+    import pstats
+
+    otel_tokens.instrument(tracer_provider=bench.tracer_provider, meter_provider=bench.meter_provider)
+    try:
+        for _ in range(200):
+            bench.plain()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(calls):
+            bench.plain()
+        prof.disable()
+    finally:
+        otel_tokens.uninstrument()
+    stats = pstats.Stats(prof)
+    rows = []
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if "/openai/" in file or "/httpx2/" in file or "/pydantic" in file or "bench_overhead" in file:
+            continue
+        rows.append((tt, ct, nc, f"{file.split('site-packages/')[-1].split('/src/')[-1]}:{line}({func})"))
+    print(f"\nprofile: {calls} otel-tokens calls; tottime µs/call, cumtime µs/call, calls/call")
+    for tt, ct, nc, where in sorted(rows, reverse=True)[:30]:
+        print(f"  {tt / calls * 1e6:7.2f} {ct / calls * 1e6:8.2f} {nc / calls:6.1f}  {where}")
