@@ -150,9 +150,9 @@ class StoreError(Exception):
     """
 
 
-def insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    marks = ", ".join("?" * len(columns))
-    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+def insert_sql(table: str, columns: tuple[str, ...], rows: int = 1) -> str:
+    marks = "(" + ", ".join("?" * len(columns)) + ")"
+    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([marks] * rows)
 
 
 def looks_like_sqlite(path: str) -> bool:
