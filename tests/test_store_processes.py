@@ -3,6 +3,7 @@ subprocess whose spans join its parent's trace."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -11,9 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_tokens import names as n
+from otel_tokens.store.exporter import SQLiteSpanExporter
 
 from .store_helpers import REPO, Call, Recorder, Run, cli, cli_env
 
@@ -104,3 +108,25 @@ def test_spans_of_a_subprocess_join_the_parent_tree(tmp_path: Path) -> None:
     assert f"(subprocess pid {child.pid})" in proc and "$0.003" in proc and "3 calls" in proc
     assert lines[0].endswith("$0.503  4 LLM calls")
     assert os.getpid() != child.pid
+
+
+def _export_one(exporter: SQLiteSpanExporter, tag: str) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    attrs = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.TASK_ID: tag, n.GEN_AI_USAGE_COST: 0.25}
+    provider.get_tracer(n.SCOPE).start_span("chat", attributes=attrs).end()
+
+
+def test_an_exporter_inherited_across_fork_opens_its_own_connection(tmp_path: Path) -> None:
+    exporter = SQLiteSpanExporter(tmp_path / "fork.db")
+    _export_one(exporter, "parent-before")  # the parent's connection is open now
+    child = multiprocessing.get_context("fork").Process(target=_export_one, args=(exporter, "child"))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    _export_one(exporter, "parent-after")
+    conn = sqlite3.connect(tmp_path / "fork.db")
+    rows = conn.execute("SELECT task_id, cost_pusd FROM llm_calls ORDER BY rowid").fetchall()
+    assert sorted(rows) == [("child", 250_000_000_000), ("parent-after", 250_000_000_000),
+                            ("parent-before", 250_000_000_000)]  # fmt: skip
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
