@@ -181,7 +181,10 @@ def test_report_human_output(store: Path) -> None:
     assert "AI spend by task, all recorded time" in out
     assert "$10.22" in out  # total, readable currency
     assert "5.1x fix-bug [M] $0.900 vs median $0.175 of 6 runs   otel-tokens trace fb-m6" in out
-    assert "fix-bug      $10.11     17     10       2 / 3" in out
+    row = (
+        "fix-bug     $10.11    17    10      2 / 3    $1.07 $0.440 (1)  17.0k  3,600 $0.0015       2        0"
+    )
+    assert row + "        1" in out
     assert "2 calls have no price" in out
     colour = cli("report", "--store", str(store), env=cli_env(FORCE_COLOR="1"))
     assert "\x1b[" in colour.stdout

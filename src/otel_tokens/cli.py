@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", "Simulate a day of AI-assisted engineering into the store (or OTLP).",
                    _DEMO_EPILOG, cmd_demo)  # fmt: skip
     demo.add_argument(
-        "--tasks", type=_positive, default=72, metavar="N", help="tasks in the day (default: 72)"
+        "--tasks", type=_positive, default=40, metavar="N", help="tasks in the day (default: 40)"
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
 

@@ -156,22 +156,27 @@ def print_report(report: Report, console: Console, window_label: str) -> None:
     if report.window.task:
         title += f", task {report.window.task}"
     table = Table(title=title, title_justify="left", header_style="bold", show_footer=True, box=None,
-                  pad_edge=False)  # fmt: skip
+                  pad_edge=False, collapse_padding=True)  # fmt: skip
     t = report.total
-    table.add_column(_LABELS[by], footer="total", no_wrap=True)
-    money = {"justify": "right", "no_wrap": True}
-    table.add_column("Cost", footer=usd(t.sums["cost_pusd"]), style="bold", **money)  # type: ignore[arg-type]
-    table.add_column("Calls", footer=count(t.sums["calls"]), justify="right")
-    table.add_column("Tasks", footer=count(t.tasks), justify="right")
-    table.add_column("Loop depth\nmed / max", footer=_depth(t), justify="right")
-    table.add_column("Cost per\nsuccess", footer=usd(t.cost_per_successful_task_pusd), **money)  # type: ignore[arg-type]
-    table.add_column("Failed\ntasks", footer=_failed(t), **money)  # type: ignore[arg-type]
-    table.add_column("Tokens\nin / out", footer=_tokens(t), justify="right")
-    table.add_column("Cache read\n(saved)", footer=_cache(t), justify="right")
-    table.add_column("Retries", footer=count(t.sums["retries"]), justify="right")
-    table.add_column("Unpriced\ncalls", footer=count(t.unpriced_calls), justify="right")
+    right = {"justify": "right", "no_wrap": True}
+    columns = [
+        (_LABELS[by], "total", {"no_wrap": True}),
+        ("Cost", usd(t.sums["cost_pusd"]), {**right, "style": "bold"}),
+        ("Calls", count(t.sums["calls"]), right),
+        ("Tasks", count(t.tasks), right),
+        ("Loop depth\nmed / max", _depth(t), right),
+        ("Cost per\nsuccess", usd(t.cost_per_successful_task_pusd), right),
+        ("Spent on\nfailures", _failed(t), right),
+        ("Tokens\nin", count(t.sums["input_tokens"]), right),
+        ("Tokens\nout", count(t.sums["output_tokens"]), right),
+        ("Cache\nsaved", usd(t.sums["cache_savings_pusd"]), right),
+        ("Retries", count(t.sums["retries"]), right),
+        ("Unpriced\ncalls", count(t.unpriced_calls), right),
+    ]
     if by == "task":
-        table.add_column("Outliers", footer=count(len(t.outliers)), justify="right")
+        columns.append(("Outliers", count(len(t.outliers)), right))
+    for header, footer, options in columns:
+        table.add_column(header, footer=footer, **options)  # type: ignore[arg-type]
     for g in report.groups:
         unpriced = Text("unpriced", style="yellow")
         priced = g.sums["priced_calls"] > 0
@@ -179,7 +184,8 @@ def print_report(report: Report, console: Console, window_label: str) -> None:
             Text(_key(g), style="dim" if not g.key else ""),
             usd(g.sums["cost_pusd"]) if priced else unpriced,
             count(g.sums["calls"]), count(g.tasks), _depth(g),
-            usd(g.cost_per_successful_task_pusd) if priced else unpriced, _failed(g), _tokens(g), _cache(g),
+            usd(g.cost_per_successful_task_pusd) if priced else unpriced, _failed(g),
+            count(g.sums["input_tokens"]), count(g.sums["output_tokens"]), usd(g.sums["cache_savings_pusd"]),
             count(g.sums["retries"]),
             Text(count(g.unpriced_calls), style="yellow" if g.unpriced_calls else ""),
         ]  # fmt: skip
@@ -222,14 +228,6 @@ def _depth(g: Group) -> str:
 
 def _failed(g: Group) -> str:
     return "-" if not g.failed_tasks else f"{usd(g.failed_cost_pusd)} ({g.failed_tasks})"
-
-
-def _tokens(g: Group) -> str:
-    return f"{count(g.sums['input_tokens'])} / {count(g.sums['output_tokens'])}"
-
-
-def _cache(g: Group) -> str:
-    return f"{count(g.sums['cache_read_tokens'])} ({usd(g.sums['cache_savings_pusd'])})"
 
 
 def print_top(runs: list[TopRun], console: Console, window_label: str) -> None:
