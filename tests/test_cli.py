@@ -224,8 +224,9 @@ def test_trace_of_a_task_shows_agents_calls_and_the_expensive_path(store: Path) 
 def test_trace_shows_retries_and_traces_without_task(store: Path) -> None:
     out = cli("trace", "fb-m4", "--store", str(store)).stdout
     assert "2 retries" in out
-    assert out.count(f"↻ {n.EVENT_RETRY} status_code=429 wait_s=0.5") == 2
+    assert out.count("↻ retry status_code=429 wait_s=0.5") == 2
     top = json.loads(cli("top", "--store", str(store), "--json", "--limit", "100").stdout)
     trace_id = next(r["id"] for r in top if r["kind"] == "trace")
     out = cli("trace", trace_id, "--store", str(store)).stdout
-    assert "script" in out and "unpriced" in out and "$0.00012" in out
+    assert out.startswith(f"trace {trace_id}  $0.00012  2 LLM calls\n")
+    assert "script" in out and "unpriced" in out

@@ -151,12 +151,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
     path = _store_path(args)
     conn = open_for_reading(path)
     with conn:
-        traces = traces_of(conn, args.id)
+        is_task, traces = traces_of(conn, args.id)
         if not traces:
             raise StoreError(f"no task or trace '{args.id}' in {path}; `otel-tokens top` lists ids to trace")
         trees = [(t, build_tree(trace_rows(conn, t))) for t in traces]
-    title = f"task {args.id}" if len(args.id) != 32 or len(traces) > 1 else "run"
-    print_trees(trees, _console(), title)
+    print_trees(trees, _console(), args.id if is_task else None)
     return 0
 
 

@@ -249,13 +249,16 @@ def print_top(runs: list[TopRun], console: Console, window_label: str) -> None:
     console.print(table)
 
 
-def print_trees(roots_by_trace: list[tuple[bytes, list[Node]]], console: Console, title: str) -> None:
+def print_trees(
+    roots_by_trace: list[tuple[bytes, list[Node]]], console: Console, task_id: str | None
+) -> None:
     for trace_id, roots in roots_by_trace:
         cost = sum(r.cost_pusd for r in roots)
         calls = sum(r.calls for r in roots)
-        head = Text.assemble(
-            (title, "bold"), f"  trace {trace_id.hex()}  ", (usd(cost), "bold"), f"  {calls} LLM calls"
-        )
+        head = Text(f"task {task_id}  " if task_id else "", style="bold")
+        head.append(f"trace {trace_id.hex()}  ")
+        head.append(usd(cost), style="bold")
+        head.append(f"  {calls} LLM calls")
         tree = Tree(head, guide_style="dim")
         for root in roots:
             _add_node(tree, root, None)
@@ -302,12 +305,13 @@ def _label(node: Node, parent_pid: int | None) -> Text:
             text.append(f" {outcome}", style="green" if outcome == "success" else "red")
     if node.pid is not None and parent_pid is not None and node.pid != parent_pid:
         text.append(f" (subprocess pid {node.pid})", style="cyan")
-    text.append("  ")
-    text.append(usd(node.cost_pusd) if not (node.unpriced and node.kind == "llm") else "unpriced",
-                style="bold magenta" if node.hot else "bold")  # fmt: skip
-    if node.unpriced and node.kind != "llm":
-        text.append(f" +{node.unpriced} unpriced", style="yellow")
-    text.append(f"  {count(node.input_tokens)} in / {count(node.output_tokens)} out", style="dim")
+    if node.calls:  # spans without LLM calls below them (tools, scripts) show only their time
+        text.append("  ")
+        text.append(usd(node.cost_pusd) if not (node.unpriced and node.kind == "llm") else "unpriced",
+                    style="bold magenta" if node.hot else "bold")  # fmt: skip
+        if node.unpriced and node.kind != "llm":
+            text.append(f" +{node.unpriced} unpriced", style="yellow")
+        text.append(f"  {count(node.input_tokens)} in / {count(node.output_tokens)} out", style="dim")
     if node.kind != "llm" and node.calls:
         text.append(f"  {node.calls} call{'' if node.calls == 1 else 's'}", style="dim")
     text.append(f"  {node.duration_s:.2f}s", style="dim")
@@ -331,6 +335,6 @@ def _label(node: Node, parent_pid: int | None) -> Text:
 
 def _event(event: dict[str, Any]) -> Text:
     attrs = event.get("attrs") or {}
-    parts = [str(event.get("name", "event"))]
+    parts = [str(event.get("name", "event")).rsplit(".", 1)[-1]]
     parts += [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in attrs.items()]
     return Text("↻ " + " ".join(parts), style="yellow")

@@ -148,8 +148,8 @@ def top_runs(conn: sqlite3.Connection, window: Window, limit: int) -> list[RunRo
     ]
 
 
-def traces_of(conn: sqlite3.Connection, ident: str) -> list[bytes]:
-    """Trace ids for a task id or a trace id (32 hex digits), oldest first."""
+def traces_of(conn: sqlite3.Connection, ident: str) -> tuple[bool, list[bytes]]:
+    """(is a task id, its trace ids oldest first) for a task id or a 32-hex-digit trace id."""
     traces: dict[bytes, int] = {}
     for table in ("tasks", "llm_calls"):
         for trace_id, start in conn.execute(
@@ -160,11 +160,11 @@ def traces_of(conn: sqlite3.Connection, ident: str) -> list[bytes]:
         try:
             raw = bytes.fromhex(ident)
         except ValueError:
-            return []
+            return False, []
         for table in ("tasks", "llm_calls", "spans"):
             if conn.execute(f"SELECT 1 FROM {table} WHERE trace_id = ? LIMIT 1", (raw,)).fetchone():
-                return [raw]
-    return sorted(traces, key=lambda t: traces[t])
+                return False, [raw]
+    return bool(traces), sorted(traces, key=lambda t: traces[t])
 
 
 LLM_NODE_COLUMNS: Final = (
