@@ -21,7 +21,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from . import names as n
@@ -76,10 +76,11 @@ def _otlp_metric_reader() -> MetricReader:
     return PeriodicExportingMetricReader(exporter)
 
 
-def _store_exporter() -> SpanExporter:
-    from .store import SQLiteSpanExporter, default_store_path
+def _store_processor() -> SpanProcessor:
+    from .store import default_store_path
+    from .store.exporter import store_span_processor
 
-    return SQLiteSpanExporter(os.environ.get(n.ENV_STORE) or str(default_store_path()))
+    return store_span_processor(os.environ.get(n.ENV_STORE) or str(default_store_path()))
 
 
 def configure_providers() -> None:
@@ -91,7 +92,7 @@ def configure_providers() -> None:
         if use_otlp:
             provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
         if not use_otlp or os.environ.get(n.ENV_STORE):
-            provider.add_span_processor(BatchSpanProcessor(_store_exporter()))
+            provider.add_span_processor(_store_processor())
         trace.set_tracer_provider(provider)
         atexit.register(provider.shutdown)
     if not _global_set(metrics.get_meter_provider(), "_ProxyMeterProvider"):
