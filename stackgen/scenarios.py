@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -159,8 +160,8 @@ def runaway_loop(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
     def summarise(m: int) -> int:  # a long tail of legitimately long tasks
         return rng.randint(20, 30) if rng.random() < 0.05 else rng.randint(8, 14)
 
-    def lookup(m: int) -> int:  # 3x more calls, but still only a handful
-        return rng.randint(4, 6) if m >= spike else rng.randint(1, 2)
+    def lookup(m: int) -> int:  # 5x more calls, but still fewer than the floor
+        return rng.randint(6, 9) if m >= spike else rng.randint(1, 2)
 
     series: list[dict[str, str]] = []
     kinds: tuple[tuple[str, str, str, float, Callable[[int], int]], ...] = (
@@ -182,7 +183,7 @@ def runaway_loop(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
     )
     return [
         _group(
-            "runaway loop: triage tasks jump from ~5 to ~35 LLM calls; a long tail and a small task's 3x"
+            "runaway loop: triage tasks jump from ~5 to ~35 LLM calls; a long tail and a small task's 5x"
             " stay silent",
             series,
             [
@@ -238,6 +239,7 @@ def retry_storm(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
     gpt4o = _call("search", "openai", "gpt-4o", "web/search-api")
     sonnet = _call("billing", "anthropic", "claude-sonnet-4-5", "ops/billing-bot")
     mini = _call("hobby", "openai", "gpt-4o-mini", "lab/hobby")
+    every = math.ceil(3 / t.retry_min_calls_per_minute)  # minutes between its calls
     calls = 20.0
     series = [
         _counter(rng, p.CALLS, gpt4o, lambda m: calls, n),
@@ -245,7 +247,7 @@ def retry_storm(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
             rng,
             p.RETRIES,
             {**gpt4o, p.RETRY_REASON: "rate_limit"},
-            lambda m: 2 * t.retry_ratio * calls if m >= storm else 0.02 * calls,
+            lambda m: 4 * t.retry_ratio * calls if m >= storm else 0.02 * calls,
             n,
         ),
         _counter(
@@ -256,20 +258,19 @@ def retry_storm(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
             n,
         ),
         _counter(rng, p.CALLS, sonnet, lambda m: 10.0, n),  # never retried: no retries series at all
-        _counter(rng, p.CALLS, mini, lambda m: 0.25 * t.retry_min_calls_per_minute, n),
-        _counter(
-            rng,
+        # a batch job calls the rarely used model every few minutes, like clockwork
+        _series(p.CALLS, mini, cumulative([float(m % every == 0) for m in range(n)], 1)),
+        _series(
             p.RETRIES,
             {**mini, p.RETRY_REASON: "rate_limit"},
-            lambda m: 0.5 * t.retry_min_calls_per_minute if m >= storm else 0.0,
-            n,
+            cumulative([2.0 * (m % every == 0 and m >= storm) for m in range(n)], 1),
         ),
     ]
     rare = f'{p.MODEL_RETRIES_PER_CALL}{{{p.REQUEST_MODEL}="gpt-4o-mini"}} > {number(t.retry_ratio)}'
     return [
         _group(
-            "retry storm: half of gpt-4o calls retry; 2% retries, a 3-minute blip and a rarely used model"
-            " stay silent",
+            "retry storm: gpt-4o calls retry once on average; 2% retries, a 3-minute blip and a rarely"
+            " used model stay silent",
             series,
             [
                 _alert_test(alert, storm - 1, []),
@@ -278,7 +279,7 @@ def retry_storm(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
             [
                 never_fired(alert.name, storm - 1),
                 never_fired(alert.name, n - 1, f'{p.REQUEST_MODEL}=~"claude-sonnet-4-5|gpt-4o-mini"'),
-                happened(rare, check),  # the minimum call rate keeps it quiet
+                happened(rare, n - 1, within=60),  # the minimum call rate keeps it quiet
             ],
         )
     ]
