@@ -120,6 +120,7 @@ UNIT_CALL: Final = "{call}"
 UNIT_SECONDS: Final = "s"
 
 # Bucket boundaries from the GenAI metric conventions.
+# fmt: off
 TOKEN_BUCKETS: Final = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )
@@ -130,6 +131,7 @@ TASK_COST_BUCKETS: Final = (
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0,
 )
 TASK_CALLS_BUCKETS: Final = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233)
+# fmt: on
 
 # --- environment variables ---------------------------------------------------------------
 ENV_ENABLED: Final = "OTEL_TOKENS_ENABLED"
