@@ -118,6 +118,14 @@ def components(bench: Bench) -> dict[str, float | str]:
     except Exception as exc:
         out["recorder_start_finish"] = f"skipped: {exc!r}"
     try:
+        from otel_tokens.core import _fingerprint
+
+        # the repeat fingerprint reads the whole request: 20 messages of 1,000 characters
+        history = [{"role": ("user", "assistant")[i % 2], "content": "x" * 1_000} for i in range(20)]
+        out["fingerprint_20kb_prompt"] = _timed(lambda: _fingerprint(MODEL, history), 2_000)
+    except Exception as exc:
+        out["fingerprint_20kb_prompt"] = f"skipped: {exc!r}"
+    try:
         from types import SimpleNamespace
 
         from otel_tokens.adapters.openai import ChatStreamObserver
@@ -161,12 +169,19 @@ def profile(bench: Bench, calls: int) -> None:
         prof.disable()
     finally:
         otel_tokens.uninstrument()
-    stats = pstats.Stats(prof)
-    rows = []
-    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if "/openai/" in file or "/httpx2/" in file or "/pydantic" in file or "bench_overhead" in file:
-            continue
-        rows.append((tt, ct, nc, f"{file.split('site-packages/')[-1].split('/src/')[-1]}:{line}({func})"))
-    print(f"\nprofile: {calls} otel-tokens calls; tottime µs/call, cumtime µs/call, calls/call")
-    for tt, ct, nc, where in sorted(rows, reverse=True)[:30]:
-        print(f"  {tt / calls * 1e6:7.2f} {ct / calls * 1e6:8.2f} {nc / calls:6.1f}  {where}")
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    ours: list[tuple[float, float, str]] = []
+    otel: list[tuple[float, float, str]] = []
+    for (file, line, func), (_cc, nc, _tt, ct, _callers) in stats.items():
+        where = f"{file.split('site-packages/')[-1].split('/src/')[-1]}:{line}({func})"
+        if "/otel_tokens/" in file and func not in ("wrapper", "async_wrapper"):
+            ours.append((ct / calls * 1e6, nc / calls, where))
+        elif "/opentelemetry/" in file:
+            otel.append((ct / calls * 1e6, nc / calls, where))
+    total = sum(ct for ct, _nc, where in ours if where.endswith(("(_begin)", "(_after_return)")))
+    print(f"\nprofile of {calls} non-streaming calls (cProfile inflates small calls; read shares, not µs)")
+    print(f"otel-tokens' own path (_begin + _after_return): {total:.0f} µs/call under the profiler")
+    for title, rows in (("otel-tokens functions", ours), ("OpenTelemetry functions they call", otel)):
+        print(f"\n{title}: cumulative µs/call, share of our path, calls/call")
+        for ct, nc, where in sorted(rows, reverse=True)[:18]:
+            print(f"  {ct:8.1f} {ct / total:6.1%} {nc:6.1f}  {where}")

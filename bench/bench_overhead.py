@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -435,6 +436,19 @@ def report(summary: dict[str, Any], comps: dict[str, float | str], mem: dict[str
     )
 
 
+def _revision() -> str:
+    """The commit measured, with ``+dirty`` when src/ has uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "src"], capture_output=True, text=True
+    ).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (< 20 s), figures are rough")
@@ -466,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{elapsed:.0f} s")
     result = {
         "mode": "quick" if args.quick else "full",
+        "revision": _revision(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "elapsed_s": round(elapsed, 1),
         "clock": "SDK calls: time.thread_time per call, variants interleaved call by call, GC enabled;"

@@ -3,10 +3,12 @@
 1. In process, precise: what `site` does for our file at every start-up when
    OTEL_TOKENS_ENABLED is unset (`site.addpackage`: open, read, exec the one line), and
    the line alone. Medians of 7 blocks, µs.
-2. End to end, `python -c pass` in two throwaway venvs built from the same base
-   interpreter that differ only by our ``.pth`` (runs interleaved, medians of wall time
-   and of the child's CPU time). A hook that costs tens of µs is far below the noise of a
-   ~20 ms start-up, so this is a cross-check, not the figure.
+2. End to end, `python -c pass` in throwaway venvs built from the same base interpreter
+   (runs interleaved, medians of wall time and of the child's CPU time): without any
+   ``.pth`` (twice: their difference is the noise floor), with our hook, with another
+   ``.pth`` of the same shape, and with both. The first ``.pth`` with an import line
+   costs an interpreter more than a warm `site.addpackage` (one-time set-up), so the
+   marginal cost of ours is shown both in a bare venv and next to another ``.pth``.
 3. For reference, the project venv with OTEL_TOKENS_ENABLED unset vs ``true`` (full
    instrumentation; the local store in a temporary directory, no OTLP endpoint).
 
@@ -35,6 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PTH = "otel_tokens_autostart.pth"
 RESULTS = Path(__file__).parent / "results"
 ENV_VAR = "OTEL_TOKENS_ENABLED"
+# most venvs already hold a .pth with an import line (setuptools' distutils-precedence.pth,
+# editable installs); a neutral one of the same shape, so the first-.pth cost is paid by both
+OTHER_PTH = {"other.pth": 'import os; os.environ.get("BENCH_UNSET_VARIABLE") and __import__("nothing")\n'}
 
 
 def installed_pth() -> Path:
@@ -63,7 +68,7 @@ def in_process(pth: Path, number: int) -> dict[str, float]:
     return out
 
 
-def make_venv(where: Path, with_hook: bool, pth: Path) -> Path:
+def make_venv(where: Path, pth_files: dict[str, str]) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
     purelib = subprocess.run(
         [str(where / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -71,8 +76,8 @@ def make_venv(where: Path, with_hook: bool, pth: Path) -> Path:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    if with_hook:
-        (Path(purelib) / PTH).write_text(pth.read_text())
+    for name, text in pth_files.items():
+        (Path(purelib) / name).write_text(text)
     return where / "bin" / "python"
 
 
@@ -114,13 +119,26 @@ def base_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+def _revision() -> str:
+    """The commit measured, with ``+dirty`` when src/ has uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "src"], capture_output=True, text=True
+    ).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (about 20 s on an idle machine)")
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON results")
     args = parser.parse_args(argv)
-    runs = 30 if args.quick else 200
-    ref_runs = 3 if args.quick else 10  # an enabled start-up takes seconds (it imports the SDKs)
+    runs = 20 if args.quick else 150
+    ref_runs = 3 if args.quick else 10  # an enabled start-up takes ~0.25 s
     pth = installed_pth()
     load = os.getloadavg()
     print(
@@ -136,15 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="otel-tokens-startup-") as tmp_name:
         tmp = Path(tmp_name)
         env = base_env(tmp)
-        without = make_venv(tmp / "without", False, pth)
-        with_hook = make_venv(tmp / "with", True, pth)
-        e2e = interleaved(
-            {
-                "without_hook": ([str(without), "-c", "pass"], env),
-                "with_hook": ([str(with_hook), "-c", "pass"], env),
-            },
-            runs,
-        )
+        hook_file = {PTH: pth.read_text()}
+        venvs = {
+            "no_pth": make_venv(tmp / "a", {}),
+            "no_pth_2": make_venv(tmp / "b", {}),
+            "hook": make_venv(tmp / "c", hook_file),
+            "other_pth": make_venv(tmp / "d", OTHER_PTH),
+            "other_pth+hook": make_venv(tmp / "e", {**OTHER_PTH, **hook_file}),
+        }
+        e2e = interleaved({name: ([str(python), "-c", "pass"], env) for name, python in venvs.items()}, runs)
         project = str(ROOT / ".venv" / "bin" / "python")
         enabled = {
             **env,
@@ -156,13 +174,20 @@ def main(argv: list[str] | None = None) -> int:
             {"unset": ([project, "-c", "pass"], env), "enabled": ([project, "-c", "pass"], enabled)}, ref_runs
         )
 
-    added = {k: (e2e["with_hook"][k] - e2e["without_hook"][k]) * 1e3 for k in ("wall_ms", "cpu_ms")}
+    def diff_us(a: str, b: str) -> dict[str, float]:
+        return {f"{k[:-3]}_us": (e2e[a][k] - e2e[b][k]) * 1e3 for k in ("wall_ms", "cpu_ms")}
+
+    added, floor = diff_us("hook", "no_pth"), diff_us("no_pth_2", "no_pth")
+    added_other = diff_us("other_pth+hook", "other_pth")
     print("\n`python -c pass`, throwaway venvs (median ms):")
     for name, r in e2e.items():
-        print(f"  {name:<14} wall {r['wall_ms']:7.2f}   cpu {r['cpu_ms']:7.2f}")
-    print(
-        f"  difference     wall {added['wall_ms']:+7.0f} µs  cpu {added['cpu_ms']:+7.0f} µs  (start-up noise)"
-    )
+        print(f"  {name:<16} wall {r['wall_ms']:7.2f}   cpu {r['cpu_ms']:7.2f}")
+    for label, d in (
+        ("hook adds, venv without other .pth", added),
+        ("hook adds, venv with another .pth", added_other),
+        ("noise floor (no_pth_2 - no_pth)", floor),
+    ):
+        print(f"  {label:<36} wall {d['wall_us']:+7.0f} µs  cpu {d['cpu_us']:+7.0f} µs")
     print("\nproject venv, `python -c pass` (median ms):")
     for name, r in ref.items():
         print(f"  OTEL_TOKENS_ENABLED {name:<8} wall {r['wall_ms']:7.1f}   cpu {r['cpu_ms']:7.1f}")
@@ -171,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "mode": "quick" if args.quick else "full",
+        "revision": _revision(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_average_start": load},
         "hook_file": str(pth.relative_to(ROOT) if pth.is_relative_to(ROOT) else pth),
@@ -178,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         "e2e_runs": runs,
         "e2e_median_ms": e2e,
         "e2e_added_us": added,
+        "e2e_added_with_other_pth_us": added_other,
+        "e2e_noise_floor_us": floor,
         "reference_runs": ref_runs,
         "reference_median_ms": ref,
         "enabled_adds_ms_wall": full,
