@@ -190,3 +190,35 @@ def test_thread_pool_calls_roll_up_into_the_task(telemetry: Telemetry, fake: Any
     assert sorted(attrs(s)[n.AGENT_ITERATION] for s in telemetry.llm_spans()) == [1, 2, 3, 4, 5, 6]
     assert all(attrs(s)[n.TASK_ID] == t.id for s in telemetry.llm_spans())
     assert t.totals().cost == price("openai", "gpt-4o", 40, 4) * 6
+
+
+def test_repeats_are_per_task_and_free_outside_tasks(fake: Any) -> None:
+    """Identical requests inside one task are marked; outside any task nothing is hashed."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import otel_tokens
+    from otel_tokens import context
+    from otel_tokens import names as n
+
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    context.reset_for_tests({})
+    otel_tokens.instrument(tracer_provider=tp)
+    try:
+        client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-x", max_retries=0)
+        same = [{"role": "user", "content": "same"}]
+        client.chat.completions.create(model="gpt-4o", messages=same)
+        client.chat.completions.create(model="gpt-4o", messages=same)
+        with otel_tokens.task("loop", tracer_provider=tp):
+            for _ in range(3):
+                client.chat.completions.create(model="gpt-4o", messages=same)
+    finally:
+        otel_tokens.uninstrument()
+        context.reset_for_tests()
+    llm = [s for s in exporter.get_finished_spans() if s.kind.name == "CLIENT"]
+    assert [bool((s.attributes or {}).get(n.LOOP_REPEAT)) for s in llm] == [False, False, False, True, True]
+    (task_span,) = [s for s in exporter.get_finished_spans() if s.name == "invoke_workflow loop"]
+    assert (task_span.attributes or {})[n.TASK_LOOP_REPEATS] == 2

@@ -73,12 +73,6 @@ def _server_of(resource: Any) -> tuple[str, int | None] | None:
     return cached  # type: ignore[no-any-return]
 
 
-def _fingerprint(model: object, messages: object) -> int | None:
-    if messages is None:
-        return None
-    return hash((str(model), repr(messages)))
-
-
 def _content_attributes(kwargs: Mapping[str, Any], key: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if key and key in kwargs:
@@ -113,11 +107,8 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
         stream = True if endpoint.always_stream else kwargs.get("stream") is True
         server = _server_of(resource)
         messages = kwargs.get(endpoint.messages_key) if endpoint.messages_key else None
-        fingerprint = _fingerprint(model, messages) if messages is not None else None
         extra = _content_attributes(kwargs, endpoint.messages_key) if active.capture_content else None
-        call = recorder.start(
-            endpoint.provider, endpoint.operation, model, stream, server, fingerprint, extra
-        )
+        call = recorder.start(endpoint.provider, endpoint.operation, model, stream, server, messages, extra)
         base = CallRecord(
             provider=endpoint.provider,
             operation=endpoint.operation,

@@ -95,7 +95,7 @@ class Recorder:
         model: str | None,
         stream: bool | None,
         server: tuple[str, int | None] | None,
-        fingerprint: int | None,
+        messages: object | None,
         extra: Mapping[str, AttrValue] | None,
     ) -> Call:
         scope = current_scope()
@@ -111,7 +111,12 @@ class Recorder:
             if server[1] is not None:
                 attrs[n.SERVER_PORT] = server[1]
         attrs[n.AGENT_ITERATION] = scope.next_iteration()
-        repeat = fingerprint is not None and scope.is_repeat(fingerprint)
+        # repeats are per task: a process with no task at all does not pay for the hash
+        repeat = (
+            messages is not None
+            and (scope.kind != "root" or bool(scope.name))
+            and scope.is_repeat(hash((model, repr(messages))))
+        )
         if repeat:
             attrs[n.LOOP_REPEAT] = True
         if extra:
