@@ -94,14 +94,14 @@ FULL = Plan(
 )
 # the repeat memory (4,096 fingerprints) fills during the warm-up, so memory is flat after it
 QUICK = Plan(
-    rounds=10,
+    rounds=8,
     plain_calls=15,
     stream_calls=2,
     warmup=3,
     mem_warmup=4_200,
-    mem_calls=1_000,
-    mem_every=500,
-    component_scale=0.1,
+    mem_calls=600,
+    mem_every=300,
+    component_scale=0.05,
 )
 
 
