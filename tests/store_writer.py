@@ -14,12 +14,11 @@ import argparse
 import sys
 
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_tokens import names as n
-from otel_tokens.store.exporter import SQLiteSpanExporter
+from otel_tokens.store.exporter import store_span_processor
 
 
 def main() -> int:
@@ -31,7 +30,7 @@ def main() -> int:
     ap.add_argument("--traceparent")
     args = ap.parse_args()
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(SQLiteSpanExporter(args.db)))  # SDK defaults, as bootstrap
+    provider.add_span_processor(store_span_processor(args.db))  # as bootstrap
     tracer = provider.get_tracer(n.SCOPE)
     ctx = None
     if args.traceparent:

@@ -146,15 +146,20 @@ def _finish_response(pending: _Pending, endpoint: Endpoint, result: Any) -> None
 
 
 def _unwrap_raw(result: Any) -> Any:
-    """`with_raw_response` returns the HTTP response; parse it (the SDK caches the parse)."""
-    parse = getattr(result, "parse", None)
-    if parse is not None and hasattr(result, "http_response"):
-        return parse()
+    """`with_raw_response` returns the HTTP response; parse it (the SDK caches the parse).
+
+    Checks go through the class first: a missing attribute on a pydantic model raises
+    inside pydantic's ``__getattr__``, which costs microseconds on every call.
+    """
+    if hasattr(type(result), "model_fields"):  # a parsed SDK model already
+        return result
+    if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
+        return result.parse()
     return result
 
 
 def _is_stream(result: Any) -> bool:
-    return hasattr(result, "_iterator") and hasattr(result, "response")
+    return hasattr(type(result), "__stream__")
 
 
 # --- streams ----------------------------------------------------------------------------

@@ -236,7 +236,9 @@ def instrument(
     attribution.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
     for inst in _instrumentors():
         if not inst.is_instrumented_by_opentelemetry:
-            inst.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, pricer=pricer)
+            inst.instrument(
+                tracer_provider=tracer_provider, meter_provider=meter_provider, pricer=pricer, skip_dep_check=True
+            )
 
 
 def uninstrument() -> None:

@@ -20,6 +20,7 @@ from . import __version__
 from . import names as n
 from .callstate import CallState
 from .context import Scope, bounded, current_scope
+from .instruments import CALLS, SAVINGS, TOKENS, instruments_for
 from .pricing import Pricer, default_pricer
 from .record import CallRecord
 
@@ -37,46 +38,8 @@ class Recorder:
         pricer: Pricer | None = None,
     ) -> None:
         self.tracer = trace.get_tracer(n.SCOPE, __version__, tracer_provider=tracer_provider)
-        meter = get_meter(n.SCOPE, __version__, meter_provider=meter_provider)
+        self.metrics = instruments_for(get_meter(n.SCOPE, __version__, meter_provider=meter_provider))
         self._pricer = pricer
-        self.token_usage = meter.create_histogram(
-            n.M_TOKEN_USAGE,
-            unit=n.UNIT_TOKEN,
-            description="Measures number of input and output tokens used",
-            explicit_bucket_boundaries_advisory=list(map(float, n.TOKEN_BUCKETS)),
-        )
-        self.duration = meter.create_histogram(
-            n.M_OPERATION_DURATION,
-            unit=n.UNIT_SECONDS,
-            description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=list(n.DURATION_BUCKETS),
-        )
-        self.usage_counters = tuple(
-            meter.create_counter(name, unit=n.UNIT_TOKEN, description=desc)
-            for name, desc in (
-                (n.M_USAGE_INPUT, "Input tokens used, including cached tokens"),
-                (n.M_USAGE_OUTPUT, "Output tokens used, including reasoning tokens"),
-                (n.M_USAGE_CACHE_READ, "Input tokens read from the provider's cache"),
-                (n.M_USAGE_CACHE_WRITE, "Input tokens written to the provider's cache"),
-                (n.M_USAGE_REASONING, "Output tokens spent on reasoning"),
-            )
-        )
-        self.cost = meter.create_counter(n.M_COST, unit=n.UNIT_USD, description="Cost of LLM calls in USD")
-        self.tokens = meter.create_counter(
-            n.M_TOKENS, unit=n.UNIT_TOKEN, description="Tokens by otel_tokens.token.type"
-        )
-        self.calls = meter.create_counter(
-            n.M_CALLS, unit=n.UNIT_CALL, description="LLM calls by outcome and cost status"
-        )
-        self.retries = meter.create_counter(
-            n.M_RETRIES, unit="{retry}", description="SDK-internal retries by reason"
-        )
-        self.repeats = meter.create_counter(
-            n.M_LOOP_REPEATS, unit=n.UNIT_CALL, description="Requests identical to an earlier one in the task"
-        )
-        self.cache_savings = meter.create_counter(
-            n.M_CACHE_SAVINGS, unit=n.UNIT_USD, description="USD saved by cache reads vs the input rate"
-        )
 
     @property
     def has_pricer(self) -> bool:
@@ -217,6 +180,7 @@ class Call:
         span.end()
 
         # --- metrics ---------------------------------------------------------------------
+        m = rec.metrics
         base: dict[str, Any] = {
             n.GEN_AI_OPERATION_NAME: record.operation,
             n.GEN_AI_PROVIDER_NAME: record.provider,
@@ -234,11 +198,15 @@ class Call:
             base[n.SERVER_ADDRESS] = record.server_address
             if record.server_port is not None:
                 base[n.SERVER_PORT] = record.server_port
+        # exemplars on cost, retries and repeats point at this call's span
+        span_context = trace.set_span_in_context(span)
         if record.error_type is not None:
-            rec.duration.record(duration, {**base, n.ERROR_TYPE: record.error_type})
+            m.duration.record(duration, {**base, n.ERROR_TYPE: record.error_type})
         else:
-            rec.duration.record(duration, base)
-        rec.calls.add(1, ours)
+            m.duration.record(duration, base)
+        sums: list[tuple[int, float]] = [(CALLS, 1)]
+        if self.repeat:
+            m.repeats.add(1, ours, span_context)
         if record.usage_reported:
             values = (
                 usage.input_tokens,
@@ -247,25 +215,24 @@ class Call:
                 usage.cache_write_tokens,
                 usage.reasoning_tokens,
             )
-            rec.token_usage.record(usage.input_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT})
-            rec.token_usage.record(usage.output_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT})
-            semconv = {**base, n.GEN_AI_TOKEN_MODALITY: n.MODALITY_UNKNOWN}
-            for counter, value, token_type in zip(rec.usage_counters, values, _TOKEN_TYPES, strict=True):
-                if value:
-                    counter.add(value, semconv)
-                    rec.tokens.add(value, {**ours, n.TOKEN_TYPE: token_type})
+            m.token_usage.record(
+                usage.input_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT}, span_context
+            )
+            m.token_usage.record(
+                usage.output_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT}, span_context
+            )
+            m.semconv.add({**base, n.GEN_AI_TOKEN_MODALITY: n.MODALITY_UNKNOWN}, enumerate(values))
+            sums.extend((TOKENS + i, v) for i, v in enumerate(values) if v)
         if price is not None:
-            rec.cost.add(cost, ours)  # type: ignore[arg-type]
+            m.cost.add(cost, ours, span_context)  # type: ignore[arg-type]
             if price.cache_savings:
-                rec.cache_savings.add(float(price.cache_savings), ours)
+                sums.append((SAVINGS, float(price.cache_savings)))
+        m.ours.add(ours, sums)
         for attempt in retries:
-            rec.retries.add(1, {**ours, n.RETRY_REASON: attempt.reason})
-        if self.repeat:
-            rec.repeats.add(1, ours)
+            m.retries.add(1, {**ours, n.RETRY_REASON: attempt.reason}, span_context)
         self._scope.add_call(record, price.total if price is not None else None)
 
 
-_TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 _models: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
 
 

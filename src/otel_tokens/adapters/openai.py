@@ -35,40 +35,48 @@ def embeddings_usage(usage: Any) -> Usage:
     return normalised_usage(input_tokens=count(usage, "prompt_tokens"), output_tokens=0)
 
 
-def _with_ids(base: CallRecord, response: Any) -> CallRecord:
+def _ids(response: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
     model = get(response, "model")
+    if isinstance(model, str):
+        fields["response_model"] = model
     rid = get(response, "id")
-    return replace(
-        base,
-        response_model=model if isinstance(model, str) else base.response_model,
-        response_id=rid if isinstance(rid, str) else base.response_id,
-    )
+    if isinstance(rid, str):
+        fields["response_id"] = rid
+    return fields
+
+
+def _record(base: CallRecord, fields: dict[str, Any], usage: Usage | None) -> CallRecord:
+    """One `replace` per call: the record is built once."""
+    if usage is not None:
+        fields["usage"] = usage
+        fields["usage_reported"] = True
+    return replace(base, **fields) if fields else base
 
 
 def chat_record(response: Any, base: CallRecord) -> CallRecord:
-    record = _with_ids(base, response)
+    fields = _ids(response)
     reasons = tuple(
         r for r in (get(c, "finish_reason") for c in get(response, "choices") or ()) if isinstance(r, str)
     )
     if reasons:
-        record = replace(record, finish_reasons=reasons)
+        fields["finish_reasons"] = reasons
     usage = get(response, "usage")
-    return record.with_usage(chat_usage(usage)) if usage is not None else record
+    return _record(base, fields, chat_usage(usage) if usage is not None else None)
 
 
 def responses_record(response: Any, base: CallRecord) -> CallRecord:
-    record = _with_ids(base, response)
+    fields = _ids(response)
     status = get(response, "status")
     if isinstance(status, str):
-        record = replace(record, finish_reasons=(status,))
+        fields["finish_reasons"] = (status,)
     usage = get(response, "usage")
-    return record.with_usage(responses_usage(usage)) if usage is not None else record
+    return _record(base, fields, responses_usage(usage) if usage is not None else None)
 
 
 def embeddings_record(response: Any, base: CallRecord) -> CallRecord:
-    record = _with_ids(base, response)
     usage = get(response, "usage")
-    return record.with_usage(embeddings_usage(usage)) if usage is not None else record
+    return _record(base, _ids(response), embeddings_usage(usage) if usage is not None else None)
 
 
 class ChatStreamObserver:
@@ -93,10 +101,10 @@ class ChatStreamObserver:
                 self.reasons.append(choice.finish_reason)
 
     def record(self, base: CallRecord, *, complete: bool) -> CallRecord:
-        record = _with_ids(base, self.first) if self.first is not None else base
+        fields = _ids(self.first) if self.first is not None else {}
         if self.reasons:
-            record = replace(record, finish_reasons=tuple(self.reasons))
-        return record.with_usage(chat_usage(self.usage)) if self.usage is not None else record
+            fields["finish_reasons"] = tuple(self.reasons)
+        return _record(base, fields, chat_usage(self.usage) if self.usage is not None else None)
 
 
 class ResponsesStreamObserver:
@@ -121,7 +129,7 @@ class ResponsesStreamObserver:
     def record(self, base: CallRecord, *, complete: bool) -> CallRecord:
         if self.final is not None:
             return responses_record(self.final, base)
-        return _with_ids(base, self.started) if self.started is not None else base
+        return _record(base, _ids(self.started) if self.started is not None else {}, None)
 
 
 CHAT = Endpoint(n.PROVIDER_OPENAI, n.OP_CHAT, chat_record, ChatStreamObserver)
