@@ -8,6 +8,7 @@ return objects and exceptions pass through unchanged.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import json
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from . import names as n
-from .callstate import enter_call, exit_call
+from .callstate import CallState, enter_call, exit_call
 from .guard import internal_error
 from .record import CallRecord
 from .recorder import Call, Recorder
@@ -300,16 +301,13 @@ def wrap(
             pending = _begin(endpoint, self, kwargs)
             if pending is None:
                 return await original(self, *args, **kwargs)
-            state, token = enter_call()
-            pending.call.state = state
+            token = _enter(pending)
             try:
                 result = await original(self, *args, **kwargs)
             except BaseException as exc:
-                exit_call(token)
-                _finish_error(pending, exc)
+                _exit(pending, endpoint, token, exc=exc)
                 raise
-            exit_call(token)
-            _after_return(pending, endpoint, result)
+            _exit(pending, endpoint, token, result=result)
             return result
 
         async_wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
@@ -320,20 +318,39 @@ def wrap(
         pending = _begin(endpoint, self, kwargs)
         if pending is None:
             return original(self, *args, **kwargs)
-        state, token = enter_call()
-        pending.call.state = state
+        token = _enter(pending)
         try:
             result = original(self, *args, **kwargs)
         except BaseException as exc:
-            exit_call(token)
-            _finish_error(pending, exc)
+            _exit(pending, endpoint, token, exc=exc)
             raise
-        exit_call(token)
-        _after_return(pending, endpoint, result)
+        _exit(pending, endpoint, token, result=result)
         return result
 
     wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
     return wrapper
+
+
+def _enter(pending: _Pending) -> contextvars.Token[CallState | None]:
+    """Make the call's state visible to hooks running inside the SDK call (retries)."""
+    state, token = enter_call()
+    pending.call.state = state
+    return token
+
+
+def _exit(
+    pending: _Pending,
+    endpoint: Endpoint,
+    token: contextvars.Token[CallState | None],
+    *,
+    result: Any = None,
+    exc: BaseException | None = None,
+) -> None:
+    exit_call(token)
+    if exc is not None:
+        _finish_error(pending, exc)
+    else:
+        _after_return(pending, endpoint, result)
 
 
 def wrap_stream_manager(original: Callable[..., Any], endpoint: Endpoint) -> Callable[..., Any]:
