@@ -99,7 +99,6 @@ def components(bench: Bench) -> dict[str, float | str]:
         ).with_usage(Usage(1_200, 350, 1_024, 0, 0))
         recorder.pricer.price("openai", RESPONSE_MODEL, record.usage)
 
-
         def one_call() -> None:
             recorder.start("openai", "chat", MODEL, False, server, bench.prompts[0], None).finish(record)
 

@@ -237,7 +237,10 @@ def instrument(
     for inst in _instrumentors():
         if not inst.is_instrumented_by_opentelemetry:
             inst.instrument(
-                tracer_provider=tracer_provider, meter_provider=meter_provider, pricer=pricer, skip_dep_check=True
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                pricer=pricer,
+                skip_dep_check=True,
             )
 
 
