@@ -247,3 +247,19 @@ def test_no_content_and_no_key_by_default(telemetry: Telemetry, fake: Any) -> No
     dumped = repr(dict(span.attributes or {}))
     assert "SECRET" not in dumped and "sk-test-secret-key" not in dumped
     assert n.GEN_AI_INPUT_MESSAGES not in (span.attributes or {})
+
+
+def test_raw_response_stream_is_observed(telemetry: Telemetry, fake: Any) -> None:
+    fake.enqueue(Reply.ok(input_tokens=90, output_tokens=9, chunks=3))
+    client = _client(fake, False)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MSGS, stream=True, stream_options={"include_usage": True}
+    )
+    assert raw.http_response.status_code == 200
+    stream = raw.parse()
+    assert stream is raw.parse()  # the SDK's cached parse: the object we observe is the user's
+    chunks = list(stream)
+    assert chunks[-1].usage.prompt_tokens == 90
+    (span,) = telemetry.llm_spans()
+    attrs = dict(span.attributes or {})
+    assert (attrs[n.GEN_AI_USAGE_INPUT_TOKENS], attrs[n.GEN_AI_USAGE_OUTPUT_TOKENS]) == (90, 9)

@@ -139,7 +139,7 @@ def _finish_error(pending: _Pending, exc: BaseException) -> None:
 
 def _finish_response(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
     try:
-        record = endpoint.from_response(_unwrap_raw(result), pending.base)
+        record = endpoint.from_response(result, pending.base)
     except Exception as exc:
         internal_error(f"{endpoint.provider} usage extraction", exc)
         record = pending.base
@@ -278,11 +278,13 @@ def _instrument_stream(stream: Any, pending: _Pending, endpoint: Endpoint) -> No
 
 def _after_return(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
     try:
-        if endpoint.stream_observer is not None and _is_stream(result):
+        # a raw response is parsed (the SDK caches the parse, so the user gets the same object)
+        parsed = _unwrap_raw(result)
+        if endpoint.stream_observer is not None and _is_stream(parsed):
             pending.call.detach()
-            _instrument_stream(result, pending, endpoint)
+            _instrument_stream(parsed, pending, endpoint)
         else:
-            _finish_response(pending, endpoint, result)
+            _finish_response(pending, endpoint, parsed)
     except Exception as exc:
         internal_error("call return", exc)
         pending.call.detach()
