@@ -263,3 +263,17 @@ def test_raw_response_stream_is_observed(telemetry: Telemetry, fake: Any) -> Non
     (span,) = telemetry.llm_spans()
     attrs = dict(span.attributes or {})
     assert (attrs[n.GEN_AI_USAGE_INPUT_TOKENS], attrs[n.GEN_AI_USAGE_OUTPUT_TOKENS]) == (90, 9)
+
+
+def test_unknown_usage_is_said_once_with_the_fix(
+    telemetry: Telemetry, fake: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_tokens import recorder
+
+    recorder._unknown_said.clear()
+    client = _client(fake, False)
+    for _ in range(3):
+        list(client.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True))
+    said = [r.getMessage() for r in caplog.records if "reported no token usage" in r.getMessage()]
+    assert len(said) == 1
+    assert "stream_options={'include_usage': True}" in said[0]

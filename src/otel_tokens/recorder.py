@@ -6,6 +6,7 @@ attribution resolved) and finished exactly once with the record the adapter extr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -26,6 +27,7 @@ from .record import CallRecord
 
 AttrValue = str | int | float | bool | tuple[str, ...]
 _MICRO = Decimal("1e6")
+logger = logging.getLogger("otel_tokens")
 
 
 class Recorder:
@@ -140,6 +142,8 @@ class Call:
             outcome = "success"
         if not record.usage_reported:
             cost_status = "unknown_usage"
+            if outcome == "success":
+                _say_usage_unknown(record)
         elif price is None:
             cost_status = "unpriced"
         else:
@@ -234,6 +238,28 @@ class Call:
 
 
 _models: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
+_unknown_said: set[tuple[str, str, bool | None]] = set()
+
+
+def _say_usage_unknown(record: CallRecord) -> None:
+    """Once per kind of call: its tokens are unknown, and how to fix it where we know how."""
+    key = (record.provider, record.operation, record.stream)
+    if key in _unknown_said:
+        return
+    _unknown_said.add(key)
+    hint = (
+        " (pass stream_options={'include_usage': True}; otel-tokens never adds it for you)"
+        if record.provider == n.PROVIDER_OPENAI and record.stream
+        else ""
+    )
+    logger.warning(
+        "otel-tokens: %s %s %s reported no token usage%s; such calls are counted with "
+        "otel_tokens.cost.status=unknown_usage and no cost",
+        record.provider,
+        record.operation,
+        "stream" if record.stream else "call",
+        hint,
+    )
 
 
 def _bounded_models(request: str | None, response: str | None) -> tuple[str | None, str | None]:
