@@ -277,3 +277,28 @@ def test_unknown_usage_is_said_once_with_the_fix(
     said = [r.getMessage() for r in caplog.records if "reported no token usage" in r.getMessage()]
     assert len(said) == 1
     assert "stream_options={'include_usage': True}" in said[0]
+
+
+def test_content_is_captured_only_when_opted_in(fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import otel_tokens
+
+    monkeypatch.setenv(n.ENV_CAPTURE_CONTENT, "true")
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    otel_tokens.instrument(tracer_provider=tp)
+    try:
+        messages = [{"role": "user", "content": "OPTED-IN-PROMPT"}]
+        _client(fake, False).chat.completions.create(model="gpt-4o", messages=messages)
+    finally:
+        otel_tokens.uninstrument()
+    (span,) = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert json.loads(str(attrs[n.GEN_AI_INPUT_MESSAGES])) == messages
+    assert "sk-test-secret-key" not in repr(attrs)
