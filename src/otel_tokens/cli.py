@@ -196,6 +196,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(store, args.tasks, args.seed)
 
 
+def cmd_prices(args: argparse.Namespace) -> int:
+    from .price_file import load_price_file
+
+    overrides, errors = load_price_file(args.file)
+    for error in errors:
+        print(f"otel-tokens: {error}", file=sys.stderr)
+    if errors:
+        return EXIT_USAGE
+    print(f"{args.file}: {len(overrides)} price entries, all valid")
+    return 0
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     try:
         from . import run as run_module
@@ -219,6 +231,7 @@ examples:
   otel-tokens trace 3f9c2e1a-...          the tree of one run: agents, calls, retries
   otel-tokens run --task nightly-triage -- python triage.py
   otel-tokens prune --older-than 30d
+  otel-tokens prices check prices.yaml
 """
 
 _REPORT_EPILOG = """\
@@ -259,6 +272,14 @@ Six people in three teams run S/M/L tasks through the real openai and anthropic 
 against a fake LLM server on 127.0.0.1 (no network, no API keys): agents that loop, one
 runaway loop, SDK retries on 429s, a stream cut mid-way, a CI job whose agents run in
 subprocesses, and a model with no known price. Takes well under a minute.
+"""
+
+_PRICES_EPILOG = """\
+examples:
+  otel-tokens prices check prices.yaml     before pointing OTEL_TOKENS_PRICES at it
+
+Every problem is printed as FILE:LINE: what is wrong (fix: how), and the exit code is 2.
+At run time a bad entry is skipped (reported once) and the rest of the prices still apply.
 """
 
 _PRUNE_EPILOG = """\
@@ -324,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tasks", type=_positive, default=40, metavar="N", help="tasks in the day (default: 40)"
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+
+    prices = sub.add_parser("prices", help="Check a price file (OTEL_TOKENS_PRICES) before using it.",
+                            description="Check a price file (OTEL_TOKENS_PRICES) before using it.",
+                            epilog=_PRICES_EPILOG, formatter_class=fmt)  # fmt: skip
+    prices.set_defaults(func=cmd_prices)
+    prices.add_argument("action", choices=("check",), help="what to do (check)")
+    prices.add_argument("file", metavar="FILE", help="a YAML or JSON price file")
 
     sub.add_parser("run", help="Run a command as a task: otel-tokens run --task NAME -- COMMAND...",
                    add_help=False)  # fmt: skip
