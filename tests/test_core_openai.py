@@ -302,3 +302,13 @@ def test_content_is_captured_only_when_opted_in(fake: Any, monkeypatch: pytest.M
     attrs = dict(span.attributes or {})
     assert json.loads(str(attrs[n.GEN_AI_INPUT_MESSAGES])) == messages
     assert "sk-test-secret-key" not in repr(attrs)
+
+
+def test_streaming_response_body_is_left_to_the_user(telemetry: Telemetry, fake: Any) -> None:
+    fake.enqueue(Reply.ok(input_tokens=42, output_tokens=4, text="left alone"))
+    client = _client(fake, False)
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MSGS) as response:
+        body = b"".join(response.iter_bytes())
+    assert b"left alone" in body
+    (span,) = telemetry.llm_spans()
+    assert dict(span.attributes or {})[n.COST_STATUS] == "unknown_usage"

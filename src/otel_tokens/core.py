@@ -152,9 +152,12 @@ def _unwrap_raw(result: Any) -> Any:
     Checks go through the class first: a missing attribute on a pydantic model raises
     inside pydantic's ``__getattr__``, which costs microseconds on every call.
     """
-    if hasattr(type(result), "model_fields"):  # a parsed SDK model already
+    cls = type(result)
+    if hasattr(cls, "model_fields"):  # a parsed SDK model already
         return result
-    if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
+    # only `with_raw_response` (LegacyAPIResponse: body already read); never the responses of
+    # `with_streaming_response`, whose body the user has not read yet
+    if cls.__name__ == "LegacyAPIResponse" and callable(getattr(result, "parse", None)):
         return result.parse()
     return result
 
