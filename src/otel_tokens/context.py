@@ -94,8 +94,8 @@ class Totals:
     loop_repeats: int = 0
 
     def add(self, other: Totals) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for name in _TOTALS_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def is_empty(self) -> bool:
         return self == Totals()
@@ -132,6 +132,9 @@ class Totals:
                     raise ValueError(f"{f.name} must be a non-negative integer, got {value!r}")
                 setattr(totals, f.name, value)
         return totals
+
+
+_TOTALS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Totals))
 
 
 def _as_decimal(cost: Decimal | float | None) -> Decimal:

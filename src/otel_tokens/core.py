@@ -181,6 +181,16 @@ class _StreamFinisher:
         self.started = False
         self.done = False
 
+    def seen(self, item: Any) -> None:
+        self.started = True
+        try:
+            self.observer.observe(item)
+        except Exception as err:
+            internal_error("stream observe", err)
+
+    def ended_early(self, exc: BaseException) -> None:
+        self.finish(complete=False, exc=None if isinstance(exc, GeneratorExit) else exc)
+
     def finish(self, *, complete: bool, exc: BaseException | None = None) -> None:
         if self.done:
             return
@@ -196,39 +206,23 @@ class _StreamFinisher:
 
 
 def _observe_sync(inner: Iterator[Any], fin: _StreamFinisher) -> Iterator[Any]:
-    observe = fin.observer.observe
     try:
         for item in inner:
-            fin.started = True
-            try:
-                observe(item)
-            except Exception as err:
-                internal_error("stream observe", err)
+            fin.seen(item)
             yield item
-    except GeneratorExit:
-        fin.finish(complete=False)
-        raise
-    except BaseException as exc:
-        fin.finish(complete=False, exc=exc)
+    except BaseException as exc:  # GeneratorExit: closed or abandoned by the user
+        fin.ended_early(exc)
         raise
     fin.finish(complete=True)
 
 
 async def _observe_async(inner: AsyncIterator[Any], fin: _StreamFinisher) -> AsyncIterator[Any]:
-    observe = fin.observer.observe
     try:
         async for item in inner:
-            fin.started = True
-            try:
-                observe(item)
-            except Exception as err:
-                internal_error("stream observe", err)
+            fin.seen(item)
             yield item
-    except GeneratorExit:
-        fin.finish(complete=False)
-        raise
-    except BaseException as exc:
-        fin.finish(complete=False, exc=exc)
+    except BaseException as exc:  # GeneratorExit: closed or abandoned by the user
+        fin.ended_early(exc)
         raise
     fin.finish(complete=True)
 

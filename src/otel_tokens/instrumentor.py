@@ -12,7 +12,7 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -33,13 +33,18 @@ Target = tuple[str, str, str, Endpoint, str]
 _ANTHROPIC_OTEL_ENV = "ANTHROPIC_OPEN_TELEMETRY"
 
 
-def _patch(targets: Collection[Target]) -> int:
-    patched = 0
+def _resolved(targets: Collection[Target]) -> Iterator[tuple[type, str, Endpoint, str]]:
+    """(class, method, endpoint, kind) for each target whose module and class exist."""
     for module_name, class_name, method, endpoint, kind in targets:
         try:
-            cls = getattr(importlib.import_module(module_name), class_name)
+            yield getattr(importlib.import_module(module_name), class_name), method, endpoint, kind
         except (ImportError, AttributeError):
             continue
+
+
+def _patch(targets: Collection[Target]) -> int:
+    patched = 0
+    for cls, method, endpoint, kind in _resolved(targets):
         current = cls.__dict__.get(method)
         if current is None or hasattr(current, "__otel_tokens_original__"):
             continue
@@ -47,19 +52,14 @@ def _patch(targets: Collection[Target]) -> int:
             setattr(cls, method, core.wrap_stream_manager(current, endpoint))
         else:
             # SDK decorators hide `async def`; the Async* resource classes are the async ones
-            setattr(cls, method, core.wrap(current, endpoint, is_async=class_name.startswith("Async")))
+            setattr(cls, method, core.wrap(current, endpoint, is_async=cls.__name__.startswith("Async")))
         patched += 1
     return patched
 
 
 def _unpatch(targets: Collection[Target]) -> None:
-    for module_name, class_name, method, _endpoint, _kind in targets:
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError):
-            continue
-        current = cls.__dict__.get(method)
-        original = getattr(current, "__otel_tokens_original__", None)
+    for cls, method, _endpoint, _kind in _resolved(targets):
+        original = getattr(cls.__dict__.get(method), "__otel_tokens_original__", None)
         if original is not None:
             setattr(cls, method, original)
 

@@ -187,21 +187,22 @@ def _before_exec(base: Mapping[str, str] | None) -> dict[str, str] | None:
         env = child_environ(base, for_exec=True)
         if env is not None or base is not None:
             root_scope().report_to_parent_process(reset=True)
-            _flush()
+            flush()
         return env
     except Exception as exc:
         internal_error("propagation.exec", exc)
         return None
 
 
-def _flush() -> None:
-    provider = trace.get_tracer_provider()
-    flush = getattr(provider, "force_flush", None)
-    if callable(flush):
-        try:
-            flush()
-        except Exception as exc:
-            internal_error("propagation.flush", exc)
+def flush(*providers: object, where: str = "propagation.flush") -> None:
+    """Force-flush the given providers (default: the global tracer provider); never raises."""
+    for provider in providers or (trace.get_tracer_provider(),):
+        force_flush = getattr(provider, "force_flush", None)
+        if callable(force_flush):
+            try:
+                force_flush()
+            except Exception as exc:
+                internal_error(where, exc)
 
 
 def _process_start(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -227,7 +228,7 @@ def _process_bootstrap(original: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             otel_context.detach(token)
             scope.report_to_parent_process()
-            _flush()
+            flush()
 
     return _bootstrap
 

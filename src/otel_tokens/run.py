@@ -24,7 +24,7 @@ from opentelemetry import metrics, trace
 from . import names as n
 from .attribution import task
 from .guard import internal_error
-from .propagation import child_environ
+from .propagation import child_environ, flush
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,16 +48,6 @@ def _configure_telemetry() -> None:
         configure_providers()
     except Exception as exc:
         internal_error("run.configure", exc)
-
-
-def _flush(*providers: object) -> None:
-    for provider in providers:
-        flush = getattr(provider, "force_flush", None)
-        if callable(flush):
-            try:
-                flush()
-            except Exception as exc:
-                internal_error("run.flush", exc)
 
 
 def _exit_status(returncode: int) -> int:
@@ -144,5 +134,9 @@ def main(
             status = _exit_status(_wait(proc))
         t.set_outcome(n.OUTCOME_SUCCESS if status == 0 else n.OUTCOME_FAILURE)
         t.set_attribute(n.PROCESS_EXIT_CODE, status)
-    _flush(tracer_provider or trace.get_tracer_provider(), meter_provider or metrics.get_meter_provider())
+    flush(
+        tracer_provider or trace.get_tracer_provider(),
+        meter_provider or metrics.get_meter_provider(),
+        where="run.flush",
+    )
     return status

@@ -45,8 +45,8 @@ _COLUMNS: Final = {
 # 8,704 of SQLite's 32,766 parameters; a 512-span batch is 2 statements.
 _ROWS_PER_INSERT: Final = 256
 
-# Attributes that become columns (and so are not repeated in the JSON `attrs` column).
-_LLM_ATTRS: Final = frozenset((
+# Attribute per `llm_calls` column after the ids, in schema order.
+_LLM_KEYS: Final = (
     n.GEN_AI_OPERATION_NAME, n.GEN_AI_PROVIDER_NAME, n.GEN_AI_REQUEST_MODEL, n.GEN_AI_RESPONSE_MODEL,
     n.GEN_AI_USAGE_INPUT_TOKENS, n.GEN_AI_USAGE_OUTPUT_TOKENS, n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
     n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
@@ -54,8 +54,10 @@ _LLM_ATTRS: Final = frozenset((
     n.RETRY_COUNT, n.LOOP_REPEAT, n.AGENT_ITERATION,
     n.USER_ID, n.TEAM, n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.GEN_AI_AGENT_NAME,
     n.CICD_PIPELINE_NAME, n.CICD_PIPELINE_TASK_NAME, n.CICD_PIPELINE_RUN_ID, n.TRIGGER,
-    n.COST_MICRO_USD,  # redundant with the cost column; it exists for tail sampling only
-))  # fmt: skip
+)  # fmt: skip
+# Attributes that become columns (and so are not repeated in the JSON `attrs` column); the
+# micro-USD cost repeats the cost column and exists for tail sampling only.
+_LLM_ATTRS: Final = frozenset((*_LLM_KEYS, n.COST_MICRO_USD))
 _TASK_ATTRS: Final = frozenset((
     n.GEN_AI_OPERATION_NAME, n.GEN_AI_WORKFLOW_NAME, n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.USER_ID,
     n.TEAM, n.TASK_OUTCOME, n.TASK_COST, n.TASK_LLM_CALLS, n.TASK_RETRIES, n.TASK_UNPRICED_CALLS,
@@ -134,16 +136,6 @@ def _ids(span: ReadableSpan) -> tuple[bytes, bytes, bytes | None, int, int]:
     return ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"), parent, start, end
 
 
-# Attribute per `llm_calls` column after the ids, in schema order.
-_LLM_KEYS: Final = (
-    n.GEN_AI_OPERATION_NAME, n.GEN_AI_PROVIDER_NAME, n.GEN_AI_REQUEST_MODEL, n.GEN_AI_RESPONSE_MODEL,
-    n.GEN_AI_USAGE_INPUT_TOKENS, n.GEN_AI_USAGE_OUTPUT_TOKENS, n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
-    n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
-    n.GEN_AI_USAGE_COST, n.COST_STATUS, n.CACHE_SAVINGS, n.OUTCOME, n.ERROR_TYPE,
-    n.RETRY_COUNT, n.LOOP_REPEAT, n.AGENT_ITERATION,
-    n.USER_ID, n.TEAM, n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.GEN_AI_AGENT_NAME,
-    n.CICD_PIPELINE_NAME, n.CICD_PIPELINE_TASK_NAME, n.CICD_PIPELINE_RUN_ID, n.TRIGGER,
-)  # fmt: skip
 _COST_AT: Final = _LLM_KEYS.index(n.GEN_AI_USAGE_COST)
 _SAVINGS_AT: Final = _LLM_KEYS.index(n.CACHE_SAVINGS)
 _SCALARS: Final = frozenset((str, int, float, bool, type(None)))
