@@ -124,10 +124,12 @@ def components(bench: Bench) -> dict[str, float | str]:
     except Exception as exc:
         out["fingerprint_20kb_prompt"] = f"skipped: {exc!r}"
     try:
-        from types import SimpleNamespace
+        from otel_tokens.adapters.openai import CHAT, ChatStreamObserver
+        from otel_tokens.core import _observe_sync, _StreamFinisher
 
-        from otel_tokens.adapters.openai import ChatStreamObserver
-        from otel_tokens.core import _observe_sync
+        class _Finisher(_StreamFinisher):  # the real per-chunk path; no call to finish
+            def finish(self, *, complete: bool, exc: BaseException | None = None) -> None:
+                return None
 
         chunks = list(
             bench.client.chat.completions.create(
@@ -141,8 +143,8 @@ def components(bench: Bench) -> dict[str, float | str]:
                 pass
 
         def observed() -> None:
-            fin = SimpleNamespace(observer=ChatStreamObserver(), started=False, finish=lambda **_: None)
-            for _ in _observe_sync(iter(many), fin):  # type: ignore[arg-type]
+            fin = _Finisher(None, CHAT, ChatStreamObserver())  # type: ignore[arg-type]
+            for _ in _observe_sync(iter(many), fin):
                 pass
 
         out["stream_chunk"] = (_timed(observed, 200) - _timed(bare, 200)) / len(many)
