@@ -82,7 +82,7 @@ def components(bench: Bench) -> dict[str, float | str]:
     out["histogram_record_4_attrs"] = _timed(lambda: histogram.record(0.5, BASE_METRIC_ATTRS), 10_000)
     try:
         from otel_tokens.record import CallRecord, Usage
-        from otel_tokens.recorder import Recorder
+        from otel_tokens.telemetry.recorder import Recorder
 
         recorder = Recorder(bench.tracer_provider, bench.meter_provider)
         server = ("api.openai.com", 443)
@@ -104,7 +104,7 @@ def components(bench: Bench) -> dict[str, float | str]:
 
         out["recorder_start_finish"] = _timed(one_call, 5_000)
         # where the time goes: the same with the synchronous counters, then also the
-        # histograms, as no-ops (the other counters are in-process sums, see otel_tokens.sums)
+        # histograms, as no-ops (the other counters are in-process sums, see otel_tokens.telemetry.sums)
         metrics = recorder.metrics
         for name in ("cost", "retries", "repeats"):
             setattr(metrics, name, _NoOpInstrument())
@@ -124,8 +124,8 @@ def components(bench: Bench) -> dict[str, float | str]:
     except Exception as exc:
         out["fingerprint_20kb_prompt"] = f"skipped: {exc!r}"
     try:
-        from otel_tokens.adapters.openai import CHAT, ChatStreamObserver
-        from otel_tokens.core import _observe_sync, _StreamFinisher
+        from otel_tokens.instrumentation.adapters.openai import CHAT, ChatStreamObserver
+        from otel_tokens.instrumentation.core import _observe_sync, _StreamFinisher
 
         class _Finisher(_StreamFinisher):  # the real per-chunk path; no call to finish
             def finish(self, *, complete: bool, exc: BaseException | None = None) -> None:

@@ -12,7 +12,7 @@ from functools import partial
 
 import genai_prices
 
-from otel_tokens.pricing import Pricer
+from otel_tokens.pricing.pricer import Pricer
 from otel_tokens.record import Usage
 
 CASES = [

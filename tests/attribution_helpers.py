@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_tokens import attribution, context
+from otel_tokens.attribution import context
+from otel_tokens.attribution import scopes as attribution
 from otel_tokens.record import CallRecord, Usage
 
 

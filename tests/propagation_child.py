@@ -19,8 +19,9 @@ from decimal import Decimal
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_tokens import attribution, context, propagation
 from otel_tokens import names as n
+from otel_tokens.attribution import context, propagation
+from otel_tokens.attribution import scopes as attribution
 from otel_tokens.record import CallRecord, Usage
 
 # What instrument() does at start-up; here only in a process of ours, not in the test process

@@ -9,30 +9,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from otel_tokens.version import __version__
 
 __all__ = ["__version__", "agent", "instrument", "task", "uninstrument"]
 
 if TYPE_CHECKING:
-    from .attribution import agent, task
+    from otel_tokens.attribution.scopes import agent, task
 
 
 def instrument(**kwargs: Any) -> None:
-    """Instrument the installed LLM SDKs (see `otel_tokens.instrumentor.instrument`)."""
-    from .instrumentor import instrument as _instrument
+    """Instrument the installed LLM SDKs (see `otel_tokens.instrumentation.instrumentor.instrument`)."""
+    from otel_tokens.instrumentation.instrumentor import instrument as _instrument
 
     _instrument(**kwargs)
 
 
 def uninstrument() -> None:
-    from .instrumentor import uninstrument as _uninstrument
+    from otel_tokens.instrumentation.instrumentor import uninstrument as _uninstrument
 
     _uninstrument()
 
 
 def __getattr__(name: str) -> Any:
     if name in ("task", "agent"):
-        from . import attribution
+        from otel_tokens.attribution import scopes as attribution
 
         return getattr(attribution, name)
     raise AttributeError(f"module 'otel_tokens' has no attribute {name!r}")

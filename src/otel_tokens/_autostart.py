@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .bootstrap import start
+from otel_tokens.distro.bootstrap import start
 
 start()

@@ -36,9 +36,9 @@ from typing import Any
 
 import pytest
 import yaml
-from stackgen import dashboards, promnames, rules
 
 from otel_tokens import names as n
+from otel_tokens.stack import dashboards, promnames, rules
 
 from .conftest import REPO, Stack
 

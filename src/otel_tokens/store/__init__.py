@@ -7,18 +7,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .paths import default_store_path
-from .schema import SCHEMA_VERSION, StoreError
+from otel_tokens.store.paths import default_store_path
+from otel_tokens.store.schema import SCHEMA_VERSION, StoreError
 
 if TYPE_CHECKING:
-    from .exporter import SQLiteSpanExporter
+    from otel_tokens.store.exporter import SQLiteSpanExporter
 
 __all__ = ["SCHEMA_VERSION", "SQLiteSpanExporter", "StoreError", "default_store_path"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "SQLiteSpanExporter":
-        from .exporter import SQLiteSpanExporter
+        from otel_tokens.store.exporter import SQLiteSpanExporter
 
         return SQLiteSpanExporter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

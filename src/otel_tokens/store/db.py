@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final, TypeVar
 
-from .. import names as n
-from . import schema
-from .paths import ensure_private_file
-from .schema import StoreError
+from otel_tokens import names as n
+from otel_tokens.store import schema
+from otel_tokens.store.paths import ensure_private_file
+from otel_tokens.store.schema import StoreError
 
 T = TypeVar("T")
 

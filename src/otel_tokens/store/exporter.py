@@ -24,11 +24,11 @@ from typing import Any, Final
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from .. import names as n
-from . import schema
-from .db import open_for_writing, write_tx
-from .paths import default_store_path
-from .schema import StoreError
+from otel_tokens import names as n
+from otel_tokens.store import schema
+from otel_tokens.store.db import open_for_writing, write_tx
+from otel_tokens.store.paths import default_store_path
+from otel_tokens.store.schema import StoreError
 
 logger = logging.getLogger("otel_tokens.store")
 

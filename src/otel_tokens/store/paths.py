@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from .. import names as n
+from otel_tokens import names as n
 
 APP_DIR = "otel-tokens"
 DB_FILE = "telemetry.db"

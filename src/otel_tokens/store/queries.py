@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Final
 
-from .schema import HOUR_NS, ROLLUP_KEY, ROLLUP_SELECT, ROLLUP_SUMS
+from otel_tokens.store.schema import HOUR_NS, ROLLUP_KEY, ROLLUP_SELECT, ROLLUP_SUMS
 
 # `report --by` choice -> rollup column.
 GROUP_COLUMNS: Final = {

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from .. import names as n
+from otel_tokens import names as n
 
 SCHEMA_VERSION: Final = 1
 APPLICATION: Final = "otel-tokens"

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .. import names as n
+from otel_tokens import names as n
 
 Kind = Literal["task", "agent", "llm", "span"]
 

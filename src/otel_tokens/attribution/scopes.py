@@ -1,0 +1,274 @@
+"""`task()` and `agent()`: attribution scopes as context managers and decorators.
+
+    with otel_tokens.task("triage", size="S", user="alice", team="support") as t:
+        with otel_tokens.agent("planner"):
+            client.chat.completions.create(...)   # carries task, user, team, agent, iteration
+        t.set_outcome("escalated")
+
+Both work as ``with``, ``async with`` and as decorators of plain and ``async`` functions
+(a decorated function opens a fresh scope, with a fresh task id, on every call). A scope
+opens an INTERNAL span (``invoke_workflow {name}`` / ``invoke_agent {name}``), puts itself
+into the OpenTelemetry context and the task's identity into baggage, and at its end sets
+the rollup of everything inside it on its span. A finished task also records the task
+cost, LLM-calls-per-task histograms and the finished-tasks counter.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from contextvars import Token
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_tokens import names as n
+from otel_tokens.attribution.context import (
+    BAGGAGE_KEYS,
+    SCOPE_KEY,
+    AttrValue,
+    Scope,
+    Totals,
+    current_scope,
+    pseudonymise_user,
+)
+from otel_tokens.guard import internal_error
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_default_tracer_provider: trace.TracerProvider | None = None
+_default_meter_provider: metrics.MeterProvider | None = None
+
+
+def configure(
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> None:
+    """Providers for scopes that are not given one (``None``: the global providers).
+
+    ``instrument(tracer_provider=..., meter_provider=...)`` calls this, so task and agent
+    spans go where the LLM spans go.
+    """
+    global _default_tracer_provider, _default_meter_provider
+    _default_tracer_provider, _default_meter_provider = tracer_provider, meter_provider
+
+
+class _TaskInstruments:
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.cost = meter.create_histogram(
+            n.M_TASK_COST,
+            unit=n.UNIT_USD,
+            description="Cost of each finished task",
+            explicit_bucket_boundaries_advisory=list(n.TASK_COST_BUCKETS),
+        )
+        self.llm_calls = meter.create_histogram(
+            n.M_TASK_LLM_CALLS,
+            unit=n.UNIT_CALL,
+            description="LLM calls per finished task (agent loop depth)",
+            explicit_bucket_boundaries_advisory=list(n.TASK_CALLS_BUCKETS),
+        )
+        self.tasks = meter.create_counter(n.M_TASKS, unit="{task}", description="Finished tasks by outcome")
+
+
+_instruments: dict[int, tuple[metrics.MeterProvider, _TaskInstruments]] = {}
+_instruments_lock = threading.Lock()
+
+
+def _task_instruments(provider: metrics.MeterProvider) -> _TaskInstruments:
+    with _instruments_lock:
+        entry = _instruments.get(id(provider))
+        if entry is None or entry[0] is not provider:
+            entry = (provider, _TaskInstruments(provider.get_meter(n.SCOPE)))
+            _instruments[id(provider)] = entry
+        return entry[1]
+
+
+class ScopeManager:
+    """One `task()` or `agent()` scope; use it once with ``with``/``async with`` or as a decorator."""
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        attrs: Mapping[str, AttrValue | None],
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self._attrs = dict(attrs)
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._outcome: str | None = None
+        self._extra: dict[str, AttrValue] = {}
+        self._token: Token[otel_context.Context] | None = None
+        self.scope: Scope | None = None
+        self.span: trace.Span = trace.INVALID_SPAN
+
+    @property
+    def id(self) -> str | None:
+        """The task id (generated when not given) once the scope is entered."""
+        value = (
+            self.scope.span_attributes.get(n.TASK_ID)
+            if self.scope is not None
+            else self._attrs.get(n.TASK_ID)
+        )
+        return None if value is None else str(value)
+
+    def set_outcome(self, outcome: str) -> None:
+        """Record the task's outcome explicitly (default: success, or failure on an exception)."""
+        self._outcome = outcome
+
+    def set_attribute(self, key: str, value: AttrValue) -> None:
+        """Set an attribute on the scope's span when it ends (e.g. the exit code of a command)."""
+        self._extra[key] = value
+
+    def totals(self) -> Totals:
+        """The rollup so far (all zero before the scope is entered)."""
+        return self.scope.totals() if self.scope is not None else Totals()
+
+    # -- context manager ------------------------------------------------------------------
+    def __enter__(self) -> ScopeManager:
+        if self.scope is not None:
+            raise RuntimeError(f"{self.kind}({self.name!r}) is already in use; open a new one for each block")
+        parent = current_scope()
+        attrs = dict(self._attrs)
+        if self.kind == "task" and attrs.get(n.TASK_ID) is None:
+            attrs[n.TASK_ID] = uuid.uuid4().hex
+        # A nested task has its own id and size; user and team are inherited when unset.
+        drop = (n.TASK_SIZE,) if self.kind == "task" else ()
+        scope = self.scope = parent.child(self.kind, self.name, attrs, drop=drop)
+        try:
+            tracer = trace.get_tracer(
+                n.SCOPE, tracer_provider=self._tracer_provider or _default_tracer_provider
+            )
+            op = n.OP_INVOKE_WORKFLOW if self.kind == "task" else n.OP_INVOKE_AGENT
+            name_key = n.GEN_AI_WORKFLOW_NAME if self.kind == "task" else n.GEN_AI_AGENT_NAME
+            span_attrs: dict[str, AttrValue] = {
+                n.GEN_AI_OPERATION_NAME: op,
+                name_key: self.name,
+                **scope.span_attributes,
+            }
+            self.span = tracer.start_span(f"{op} {self.name}", kind=SpanKind.INTERNAL, attributes=span_attrs)
+            ctx = trace.set_span_in_context(self.span)
+            for key in BAGGAGE_KEYS:
+                value = scope.span_attributes.get(key)
+                if value is not None:
+                    ctx = otel_baggage.set_baggage(key, str(value), ctx)
+            ctx = otel_context.set_value(SCOPE_KEY, scope, ctx)
+        except Exception as exc:
+            internal_error("attribution.enter", exc)
+            ctx = otel_context.set_value(SCOPE_KEY, scope)
+        self._token = otel_context.attach(ctx)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        scope = self.scope
+        if scope is None:
+            return
+        try:
+            self._finish(scope, exc)
+        except Exception as error:
+            internal_error("attribution.exit", error)
+        finally:
+            if self._token is not None:
+                otel_context.detach(self._token)
+                self._token = None
+
+    async def __aenter__(self) -> ScopeManager:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _finish(self, scope: Scope, exc: BaseException | None) -> None:
+        scope.collect_child_reports()
+        totals = scope.totals()
+        outcome = self._outcome or (n.OUTCOME_FAILURE if exc is not None else n.OUTCOME_SUCCESS)
+        span = self.span
+        span.set_attributes({**totals.span_attributes(), n.TASK_OUTCOME: outcome, **self._extra})
+        if exc is not None:
+            span.record_exception(exc)
+            span.set_attribute(n.ERROR_TYPE, type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        span.end()
+        if self.kind == "task":
+            provider = self._meter_provider or _default_meter_provider or metrics.get_meter_provider()
+            instruments = _task_instruments(provider)
+            attrs = {k: v for k, v in scope.metric_attributes.items() if k != n.GEN_AI_AGENT_NAME}
+            attrs[n.TASK_OUTCOME] = outcome
+            instruments.cost.record(float(totals.cost), attrs)
+            instruments.llm_calls.record(totals.llm_calls, attrs)
+            instruments.tasks.add(1, attrs)
+
+    # -- decorator ------------------------------------------------------------------------
+    def __call__(self, func: F) -> F:
+        def fresh() -> ScopeManager:
+            return ScopeManager(
+                self.kind, self.name, self._attrs, self._tracer_provider, self._meter_provider
+            )
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with fresh():
+                    return await func(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with fresh():
+                return func(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+
+def task(
+    name: str,
+    *,
+    id: str | None = None,
+    size: str | None = None,
+    user: str | None = None,
+    team: str | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> ScopeManager:
+    """A task scope: every LLM call inside is attributed to it and rolled up into its span.
+
+    ``id`` defaults to a fresh unique id per run; ``size`` is the team's rough class for
+    the work (``S``/``M``/``L``); ``user`` is pseudonymised when OTEL_TOKENS_HASH_USER_IDS
+    is on. Unset fields are inherited from the enclosing task or the environment.
+    """
+    attrs: dict[str, AttrValue | None] = {
+        n.TASK_NAME: name,
+        n.TASK_ID: id,
+        n.TASK_SIZE: size,
+        n.USER_ID: pseudonymise_user(user) if user else None,
+        n.TEAM: team,
+    }
+    return ScopeManager("task", name, attrs, tracer_provider, meter_provider)
+
+
+def agent(
+    name: str,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> ScopeManager:
+    """An agent scope (``invoke_agent {name}``): LLM calls inside carry ``gen_ai.agent.name``
+    and an iteration count of their own."""
+    return ScopeManager("agent", name, {n.GEN_AI_AGENT_NAME: name}, tracer_provider, meter_provider)

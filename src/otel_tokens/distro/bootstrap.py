@@ -1,0 +1,127 @@
+"""Zero-code start-up: providers from the standard ``OTEL_*`` variables, then instrument.
+
+Runs from the ``.pth`` hook when ``OTEL_TOKENS_ENABLED`` is truthy. If the application
+(or ``opentelemetry-instrument``) has already set global providers, they are used as is.
+Otherwise:
+
+* an OTLP endpoint configured (``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT``) or an
+  exporter named in ``OTEL_TRACES_EXPORTER``/``OTEL_METRICS_EXPORTER`` -> OTLP (http/protobuf
+  by default, gRPC when ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``) behind batch processors;
+* nothing configured -> the embedded local store (SQLite) behind a batch processor.
+  ``OTEL_TOKENS_STORE`` set explicitly keeps a local copy next to OTLP too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from otel_tokens import names as n
+from otel_tokens.guard import internal_error
+
+_OTLP_VARS = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
+
+
+def truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def otlp_configured(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    if any(env.get(v) for v in _OTLP_VARS):
+        return True
+    named = {env.get("OTEL_TRACES_EXPORTER", ""), env.get("OTEL_METRICS_EXPORTER", "")}
+    return any(x and x != "none" for x in named)
+
+
+def _global_set(provider: object, proxy_name: str) -> bool:
+    return type(provider).__name__ not in (proxy_name, "NoOpTracerProvider", "NoOpMeterProvider")
+
+
+def _grpc(env_key: str) -> bool:
+    proto = os.environ.get(env_key) or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    return proto.strip().lower() == "grpc"
+
+
+def _otlp_span_exporter() -> SpanExporter:
+    if _grpc("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as G
+
+        return G()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as H
+
+    return H()
+
+
+def _otlp_metric_reader() -> MetricReader:
+    if _grpc("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"):
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as G
+
+        exporter: Any = G()
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as H
+
+        exporter = H()
+    return PeriodicExportingMetricReader(exporter)
+
+
+def _store_processor() -> SpanProcessor:
+    from otel_tokens.store import default_store_path
+    from otel_tokens.store.exporter import store_span_processor
+
+    return store_span_processor(os.environ.get(n.ENV_STORE) or str(default_store_path()))
+
+
+def configure_providers() -> None:
+    """Set global tracer and meter providers from the environment unless already set."""
+    resource = Resource.create()
+    use_otlp = otlp_configured()
+    if not _global_set(trace.get_tracer_provider(), "ProxyTracerProvider"):
+        provider = TracerProvider(resource=resource)
+        if use_otlp:
+            provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
+        if not use_otlp or os.environ.get(n.ENV_STORE):
+            provider.add_span_processor(_store_processor())
+        trace.set_tracer_provider(provider)
+        atexit.register(provider.shutdown)
+    if not _global_set(metrics.get_meter_provider(), "_ProxyMeterProvider"):
+        readers = [_otlp_metric_reader()] if use_otlp else []
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        metrics.set_meter_provider(meter_provider)
+        atexit.register(meter_provider.shutdown)
+
+
+def under_opentelemetry_instrument() -> bool:
+    """`opentelemetry-instrument` puts its sitecustomize on PYTHONPATH; it will load our
+    instrumentors through their entry points after its own configurator has run."""
+    return "auto_instrumentation" in os.environ.get("PYTHONPATH", "")
+
+
+def start() -> None:
+    """Configure providers, join the parent's trace and task, instrument the SDKs."""
+    if under_opentelemetry_instrument():
+        return
+    try:
+        configure_providers()
+        try:
+            from otel_tokens.attribution import propagation
+
+            propagation.attach_from_environ()
+        except ImportError:
+            pass
+        from otel_tokens.instrumentation.instrumentor import instrument
+
+        instrument()
+    except Exception as exc:
+        internal_error("start-up", exc)

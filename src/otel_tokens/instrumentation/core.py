@@ -1,0 +1,390 @@
+"""Patching, timing, guarding and stream finalisation, shared by every SDK adapter.
+
+An adapter describes an endpoint with an `Endpoint`: how to read the request, how to read
+the usage of a response, and how to observe a stream. The core wraps the SDK method so
+that telemetry runs around the user's call and never inside its result: the SDK's own
+return objects and exceptions pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from otel_tokens import names as n
+from otel_tokens.guard import internal_error
+from otel_tokens.record import CallRecord
+from otel_tokens.telemetry.callstate import CallState, enter_call, exit_call
+from otel_tokens.telemetry.recorder import Call, Recorder
+
+
+class StreamObserver(Protocol):
+    def observe(self, item: Any) -> None: ...
+    def record(self, base: CallRecord, *, complete: bool) -> CallRecord: ...
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What the core needs to know about one SDK method."""
+
+    provider: str
+    operation: str
+    # response object -> record (base record carries request facts)
+    from_response: Callable[[Any, CallRecord], CallRecord]
+    # new observer for one stream
+    stream_observer: Callable[[], StreamObserver] | None = None
+    # True when the method always streams (e.g. a `.stream()` helper's raw request)
+    always_stream: bool = False
+    # messages-like request field used for repeat detection and content capture
+    messages_key: str | None = "messages"
+
+
+class _Active:
+    recorder: Recorder | None = None
+    capture_content: bool = False
+
+
+active = _Active()
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_recorder(recorder: Recorder | None) -> None:
+    active.recorder = recorder
+    active.capture_content = _truthy(os.environ.get(n.ENV_CAPTURE_CONTENT))
+
+
+def _server_of(resource: Any) -> tuple[str, int | None] | None:
+    cached = resource.__dict__.get("_otel_tokens_server")
+    if cached is None:
+        url = resource._client.base_url
+        port = url.port
+        if port is None:
+            port = 443 if url.scheme == "https" else 80
+        cached = (url.host, port)
+        resource.__dict__["_otel_tokens_server"] = cached
+    return cached  # type: ignore[no-any-return]
+
+
+def _content_attributes(kwargs: Mapping[str, Any], key: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if key and key in kwargs:
+        out[n.GEN_AI_INPUT_MESSAGES] = json.dumps(kwargs[key], default=str)
+    system = kwargs.get("system") or kwargs.get("instructions")
+    if isinstance(system, str | list):
+        out[n.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(system, default=str)
+    return out
+
+
+def _error_type(exc: BaseException) -> str:
+    return type(exc).__qualname__
+
+
+class _Pending:
+    """Request facts captured at call start, used to build the final record."""
+
+    __slots__ = ("base", "call")
+
+    def __init__(self, call: Call, base: CallRecord) -> None:
+        self.call = call
+        self.base = base
+
+
+def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pending | None:
+    recorder = active.recorder
+    if recorder is None:
+        return None
+    try:
+        model = kwargs.get("model")
+        model = model if isinstance(model, str) else None
+        stream = True if endpoint.always_stream else kwargs.get("stream") is True
+        server = _server_of(resource)
+        messages = kwargs.get(endpoint.messages_key) if endpoint.messages_key else None
+        extra = _content_attributes(kwargs, endpoint.messages_key) if active.capture_content else None
+        call = recorder.start(endpoint.provider, endpoint.operation, model, stream, server, messages, extra)
+        base = CallRecord(
+            provider=endpoint.provider,
+            operation=endpoint.operation,
+            request_model=model,
+            server_address=server[0] if server else None,
+            server_port=server[1] if server else None,
+            stream=stream,
+        )
+        return _Pending(call, base)
+    except Exception as exc:
+        internal_error("call start", exc)
+        return None
+
+
+def _finish(pending: _Pending, record: CallRecord) -> None:
+    try:
+        pending.call.finish(record)
+    except Exception as exc:
+        internal_error("call finish", exc)
+    finally:
+        pending.call.detach()  # idempotent; never leave our span current after a bug
+
+
+def _finish_error(pending: _Pending, exc: BaseException) -> None:
+    _finish(pending, replace(pending.base, error_type=_error_type(exc)))
+
+
+def _finish_response(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
+    try:
+        record = endpoint.from_response(result, pending.base)
+    except Exception as exc:
+        internal_error(f"{endpoint.provider} usage extraction", exc)
+        record = pending.base
+    _finish(pending, record)
+
+
+def _unwrap_raw(result: Any) -> Any:
+    """`with_raw_response` returns the HTTP response; parse it (the SDK caches the parse).
+
+    Checks go through the class first: a missing attribute on a pydantic model raises
+    inside pydantic's ``__getattr__``, which costs microseconds on every call.
+    """
+    cls = type(result)
+    if hasattr(cls, "model_fields"):  # a parsed SDK model already
+        return result
+    # only `with_raw_response` (LegacyAPIResponse: body already read); never the responses of
+    # `with_streaming_response`, whose body the user has not read yet
+    if cls.__name__ == "LegacyAPIResponse" and callable(getattr(result, "parse", None)):
+        return result.parse()
+    return result
+
+
+def _is_stream(result: Any) -> bool:
+    return hasattr(type(result), "__stream__")
+
+
+# --- streams ----------------------------------------------------------------------------
+
+
+class _StreamFinisher:
+    """Finalises a stream's call exactly once: at its end, on error, on close, or abandoned."""
+
+    __slots__ = ("done", "endpoint", "observer", "pending", "started")
+
+    def __init__(self, pending: _Pending, endpoint: Endpoint, observer: StreamObserver) -> None:
+        self.pending = pending
+        self.endpoint = endpoint
+        self.observer = observer
+        self.started = False
+        self.done = False
+
+    def seen(self, item: Any) -> None:
+        self.started = True
+        try:
+            self.observer.observe(item)
+        except Exception as err:
+            internal_error("stream observe", err)
+
+    def ended_early(self, exc: BaseException) -> None:
+        self.finish(complete=False, exc=None if isinstance(exc, GeneratorExit) else exc)
+
+    def finish(self, *, complete: bool, exc: BaseException | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            record = self.observer.record(self.pending.base, complete=complete)
+            if exc is not None:
+                record = replace(record, error_type=_error_type(exc), partial=self.started)
+        except Exception as err:
+            internal_error(f"{self.endpoint.provider} stream usage", err)
+            record = self.pending.base
+        _finish(self.pending, record)
+
+
+def _observe_sync(inner: Iterator[Any], fin: _StreamFinisher) -> Iterator[Any]:
+    try:
+        for item in inner:
+            fin.seen(item)
+            yield item
+    except BaseException as exc:  # GeneratorExit: closed or abandoned by the user
+        fin.ended_early(exc)
+        raise
+    fin.finish(complete=True)
+
+
+async def _observe_async(inner: AsyncIterator[Any], fin: _StreamFinisher) -> AsyncIterator[Any]:
+    try:
+        async for item in inner:
+            fin.seen(item)
+            yield item
+    except BaseException as exc:  # GeneratorExit: closed or abandoned by the user
+        fin.ended_early(exc)
+        raise
+    fin.finish(complete=True)
+
+
+_closing_classes: dict[type, type] = {}
+
+
+def _closing_class(cls: type) -> type:
+    """A subclass of the SDK's stream class whose `close()` also finalises our call."""
+    sub = _closing_classes.get(cls)
+    if sub is not None:
+        return sub
+    original_close = cls.close  # type: ignore[attr-defined]
+    if inspect.iscoroutinefunction(original_close):
+
+        async def aclose(self: Any) -> None:
+            fin = self.__dict__.get("_otel_tokens_fin")
+            if fin is not None:
+                fin.finish(complete=False)
+            await original_close(self)
+
+        sub = type(cls.__name__, (cls,), {"close": aclose, "__module__": cls.__module__})
+    else:
+
+        def close(self: Any) -> None:
+            fin = self.__dict__.get("_otel_tokens_fin")
+            if fin is not None:
+                fin.finish(complete=False)
+            original_close(self)
+
+        sub = type(cls.__name__, (cls,), {"close": close, "__module__": cls.__module__})
+    _closing_classes[cls] = sub
+    return sub
+
+
+def _instrument_stream(stream: Any, pending: _Pending, endpoint: Endpoint) -> None:
+    assert endpoint.stream_observer is not None
+    fin = _StreamFinisher(pending, endpoint, endpoint.stream_observer())
+    inner = stream._iterator
+    if hasattr(inner, "__anext__"):
+        stream._iterator = _observe_async(inner, fin)
+    else:
+        stream._iterator = _observe_sync(inner, fin)
+    stream.__dict__["_otel_tokens_fin"] = fin
+    stream.__class__ = _closing_class(type(stream))
+
+
+# --- wrappers ---------------------------------------------------------------------------
+
+
+def _after_return(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
+    try:
+        # a raw response is parsed (the SDK caches the parse, so the user gets the same object)
+        parsed = _unwrap_raw(result)
+        if endpoint.stream_observer is not None and _is_stream(parsed):
+            pending.call.detach()
+            _instrument_stream(parsed, pending, endpoint)
+        else:
+            _finish_response(pending, endpoint, parsed)
+    except Exception as exc:
+        internal_error("call return", exc)
+        pending.call.detach()
+
+
+def wrap(
+    original: Callable[..., Any], endpoint: Endpoint, *, is_async: bool | None = None
+) -> Callable[..., Any]:
+    """Wrap an SDK method (sync or async) with the call lifecycle."""
+    if is_async is None:
+        is_async = inspect.iscoroutinefunction(original)
+    if is_async:
+
+        @functools.wraps(original)
+        async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            pending = _begin(endpoint, self, kwargs)
+            if pending is None:
+                return await original(self, *args, **kwargs)
+            token = _enter(pending)
+            try:
+                result = await original(self, *args, **kwargs)
+            except BaseException as exc:
+                _exit(pending, endpoint, token, exc=exc)
+                raise
+            _exit(pending, endpoint, token, result=result)
+            return result
+
+        async_wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
+        return async_wrapper
+
+    @functools.wraps(original)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pending = _begin(endpoint, self, kwargs)
+        if pending is None:
+            return original(self, *args, **kwargs)
+        token = _enter(pending)
+        try:
+            result = original(self, *args, **kwargs)
+        except BaseException as exc:
+            _exit(pending, endpoint, token, exc=exc)
+            raise
+        _exit(pending, endpoint, token, result=result)
+        return result
+
+    wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _enter(pending: _Pending) -> contextvars.Token[CallState | None]:
+    """Make the call's state visible to hooks running inside the SDK call (retries)."""
+    state, token = enter_call()
+    pending.call.state = state
+    return token
+
+
+def _exit(
+    pending: _Pending,
+    endpoint: Endpoint,
+    token: contextvars.Token[CallState | None],
+    *,
+    result: Any = None,
+    exc: BaseException | None = None,
+) -> None:
+    exit_call(token)
+    if exc is not None:
+        _finish_error(pending, exc)
+    else:
+        _after_return(pending, endpoint, result)
+
+
+def wrap_stream_manager(original: Callable[..., Any], endpoint: Endpoint) -> Callable[..., Any]:
+    """Wrap a `.stream()` helper that returns a manager holding a deferred request.
+
+    The manager calls its request function on ``__enter__``; we wrap that function so the
+    call starts when the request is sent and the raw stream is observed like any other.
+    """
+
+    @functools.wraps(original)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        manager = original(self, *args, **kwargs)
+        if active.recorder is None:
+            return manager
+        try:
+            attr = next(a for a in vars(manager) if a.endswith("__api_request"))
+            request = getattr(manager, attr)
+            setattr(manager, attr, _deferred(request, endpoint, self, kwargs))
+        except Exception as exc:
+            internal_error("stream manager", exc)
+        return manager
+
+    wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _deferred(request: Any, endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> Any:
+    """The sync manager holds a request function; the async one holds an awaitable."""
+    if inspect.isawaitable(request):
+        wrapped = wrap(lambda _resource, **_kwargs: request, endpoint, is_async=True)
+        return wrapped(resource, **kwargs)
+    is_async = inspect.iscoroutinefunction(request) or _is_async_partial(request)
+    wrapped = wrap(lambda _resource, **_kwargs: request(), endpoint, is_async=is_async)
+    return functools.partial(wrapped, resource, **kwargs)
+
+
+def _is_async_partial(fn: Any) -> bool:
+    return isinstance(fn, functools.partial) and inspect.iscoroutinefunction(fn.func)

@@ -1,0 +1,277 @@
+"""The one recorder: turns a `CallRecord` into span attributes and metric points.
+
+A `Call` is opened by the core when an instrumented SDK method starts (span started,
+attribution resolved) and finished exactly once with the record the adapter extracted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from otel_tokens import names as n
+from otel_tokens.attribution.context import Scope, bounded, current_scope
+from otel_tokens.pricing.pricer import Pricer, default_pricer
+from otel_tokens.record import CallRecord
+from otel_tokens.telemetry.callstate import CallState
+from otel_tokens.telemetry.instruments import CALLS, SAVINGS, TOKENS, instruments_for
+from otel_tokens.version import __version__
+
+AttrValue = str | int | float | bool | tuple[str, ...]
+_MICRO = Decimal("1e6")
+logger = logging.getLogger("otel_tokens")
+
+
+class Recorder:
+    """Holds the tracer, the instruments and the pricer; one per `instrument()`."""
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        pricer: Pricer | None = None,
+    ) -> None:
+        self.tracer = trace.get_tracer(n.SCOPE, __version__, tracer_provider=tracer_provider)
+        self.metrics = instruments_for(get_meter(n.SCOPE, __version__, meter_provider=meter_provider))
+        self._pricer = pricer
+
+    @property
+    def has_pricer(self) -> bool:
+        return self._pricer is not None
+
+    @property
+    def pricer(self) -> Pricer:
+        if self._pricer is None:
+            self._pricer = default_pricer()
+        return self._pricer
+
+    def start(
+        self,
+        provider: str,
+        operation: str,
+        model: str | None,
+        stream: bool | None,
+        server: tuple[str, int | None] | None,
+        messages: object | None,
+        extra: Mapping[str, AttrValue] | None,
+    ) -> Call:
+        scope = current_scope()
+        attrs: dict[str, Any] = dict(scope.span_attributes)
+        attrs[n.GEN_AI_OPERATION_NAME] = operation
+        attrs[n.GEN_AI_PROVIDER_NAME] = provider
+        if model is not None:
+            attrs[n.GEN_AI_REQUEST_MODEL] = model
+        if stream is not None:
+            attrs[n.GEN_AI_REQUEST_STREAM] = stream
+        if server is not None:
+            attrs[n.SERVER_ADDRESS] = server[0]
+            if server[1] is not None:
+                attrs[n.SERVER_PORT] = server[1]
+        attrs[n.AGENT_ITERATION] = scope.next_iteration()
+        # repeats are per task: a process with no task at all does not pay for the hash
+        repeat = (
+            messages is not None
+            and (scope.kind != "root" or bool(scope.name))
+            and scope.is_repeat(hash((model, repr(messages))))
+        )
+        if repeat:
+            attrs[n.LOOP_REPEAT] = True
+        if extra:
+            attrs.update(extra)
+        name = f"{operation} {model}" if model else operation
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        return Call(self, span, token, scope, repeat)
+
+
+class Call:
+    """One in-flight LLM call. `finish()` runs exactly once."""
+
+    __slots__ = ("_done", "_recorder", "_scope", "_start", "_token", "repeat", "span", "state")
+
+    def __init__(
+        self, recorder: Recorder, span: trace.Span, token: object, scope: Scope, repeat: bool
+    ) -> None:
+        self._recorder = recorder
+        self.span = span
+        self._token = token
+        self._scope = scope
+        self.repeat = repeat
+        self.state: CallState | None = None
+        self._done = False
+        self._start = time.perf_counter()
+
+    def detach(self) -> None:
+        """Leave the span's context (the call returned; a stream may still be open)."""
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+    def finish(self, record: CallRecord) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self.detach()
+        finally:
+            self._finish(record)
+
+    def _finish(self, record: CallRecord) -> None:
+        rec = self._recorder
+        duration = time.perf_counter() - self._start
+        usage = record.usage
+        retries = self.state.retries if self.state is not None else ()
+        if retries:
+            from dataclasses import replace
+
+            record = replace(record, retries=len(retries))
+        price = rec.pricer.price(record.provider, record.model, usage) if record.usage_reported else None
+        if record.error_type is not None and not record.partial:
+            outcome = "error"
+        elif record.partial or record.error_type is not None:
+            outcome = "partial"
+        else:
+            outcome = "success"
+        if not record.usage_reported:
+            cost_status = "unknown_usage"
+            if outcome == "success":
+                _say_usage_unknown(record)
+        elif price is None:
+            cost_status = "unpriced"
+        else:
+            cost_status = "priced"
+
+        span = self.span
+        attrs: dict[str, Any] = {n.OUTCOME: outcome, n.COST_STATUS: cost_status, n.RETRY_COUNT: len(retries)}
+        if record.response_model is not None:
+            attrs[n.GEN_AI_RESPONSE_MODEL] = record.response_model
+        if record.response_id is not None:
+            attrs[n.GEN_AI_RESPONSE_ID] = record.response_id
+        if record.finish_reasons:
+            attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = record.finish_reasons
+        if record.usage_reported:
+            attrs[n.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+            attrs[n.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+            attrs[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+            attrs[n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+            if usage.reasoning_tokens:
+                attrs[n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+        cost: float | None = None
+        if price is not None:
+            cost = float(price.total)
+            attrs[n.GEN_AI_USAGE_COST] = cost
+            attrs[n.COST_MICRO_USD] = int(price.total * _MICRO)
+            if price.cache_savings:
+                attrs[n.CACHE_SAVINGS] = float(price.cache_savings)
+        if record.error_type is not None:
+            attrs[n.ERROR_TYPE] = record.error_type
+        span.set_attributes(attrs)
+        for attempt in retries:
+            event: dict[str, Any] = {n.RETRY_REASON: attempt.reason, n.EVENT_RETRY_WAIT: attempt.wait_s}
+            if attempt.status_code is not None:
+                event[n.EVENT_ATTEMPT_STATUS] = attempt.status_code
+            span.add_event(n.EVENT_RETRY, event)
+        if record.error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, record.error_type))
+        span.end()
+
+        # --- metrics ---------------------------------------------------------------------
+        m = rec.metrics
+        base: dict[str, Any] = {
+            n.GEN_AI_OPERATION_NAME: record.operation,
+            n.GEN_AI_PROVIDER_NAME: record.provider,
+        }
+        request_model, response_model = _bounded_models(record.request_model, record.response_model)
+        if request_model is not None:
+            base[n.GEN_AI_REQUEST_MODEL] = request_model
+        if response_model is not None:
+            base[n.GEN_AI_RESPONSE_MODEL] = response_model
+        ours = dict(base)
+        ours.update(self._scope.metric_attributes)
+        ours[n.OUTCOME] = outcome
+        ours[n.COST_STATUS] = cost_status
+        if record.server_address is not None:
+            base[n.SERVER_ADDRESS] = record.server_address
+            if record.server_port is not None:
+                base[n.SERVER_PORT] = record.server_port
+        # exemplars on cost, retries and repeats point at this call's span
+        span_context = trace.set_span_in_context(span)
+        if record.error_type is not None:
+            m.duration.record(duration, {**base, n.ERROR_TYPE: record.error_type})
+        else:
+            m.duration.record(duration, base)
+        sums: list[tuple[int, float]] = [(CALLS, 1)]
+        if self.repeat:
+            m.repeats.add(1, ours, span_context)
+        if record.usage_reported:
+            values = (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+            )
+            m.token_usage.record(
+                usage.input_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT}, span_context
+            )
+            m.token_usage.record(
+                usage.output_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT}, span_context
+            )
+            m.semconv.add({**base, n.GEN_AI_TOKEN_MODALITY: n.MODALITY_UNKNOWN}, enumerate(values))
+            sums.extend((TOKENS + i, v) for i, v in enumerate(values) if v)
+        if price is not None:
+            m.cost.add(cost, ours, span_context)  # type: ignore[arg-type]
+            if price.cache_savings:
+                sums.append((SAVINGS, float(price.cache_savings)))
+        m.ours.add(ours, sums)
+        for attempt in retries:
+            m.retries.add(1, {**ours, n.RETRY_REASON: attempt.reason}, span_context)
+        self._scope.add_call(record, price.total if price is not None else None)
+
+
+_models: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
+_unknown_said: set[tuple[str, str, bool | None]] = set()
+
+
+def _say_usage_unknown(record: CallRecord) -> None:
+    """Once per kind of call: its tokens are unknown, and how to fix it where we know how."""
+    key = (record.provider, record.operation, record.stream)
+    if key in _unknown_said:
+        return
+    _unknown_said.add(key)
+    hint = (
+        " (pass stream_options={'include_usage': True}; otel-tokens never adds it for you)"
+        if record.provider == n.PROVIDER_OPENAI and record.stream
+        else ""
+    )
+    logger.warning(
+        "otel-tokens: %s %s %s reported no token usage%s; such calls are counted with "
+        "otel_tokens.cost.status=unknown_usage and no cost",
+        record.provider,
+        record.operation,
+        "stream" if record.stream else "call",
+        hint,
+    )
+
+
+def _bounded_models(request: str | None, response: str | None) -> tuple[str | None, str | None]:
+    """Model names on metrics pass the cardinality guard (spans keep the real names)."""
+    key = (request, response)
+    got = _models.get(key)
+    if got is not None:
+        return got
+    pairs = ((n.GEN_AI_REQUEST_MODEL, request), (n.GEN_AI_RESPONSE_MODEL, response))
+    capped = bounded({k: v for k, v in pairs if v})
+    req, resp = capped.get(n.GEN_AI_REQUEST_MODEL), capped.get(n.GEN_AI_RESPONSE_MODEL)
+    result = (req if isinstance(req, str) else None, resp if isinstance(resp, str) else None)
+    if len(_models) < 4096:
+        _models[key] = result
+    return result

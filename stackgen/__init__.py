@@ -1,1 +1,0 @@
-"""Generators for the team stack: Prometheus rules and Grafana alerting (rules, promnames), dashboards."""

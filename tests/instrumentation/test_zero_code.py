@@ -1,0 +1,182 @@
+"""Zero-code enablement: a subprocess app with only OTEL_TOKENS_ENABLED=true (the .pth
+hook) exports spans and metrics over OTLP/HTTP to a local receiver."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_tokens import names as n
+from otel_tokens.fakellm import Reply
+from tests.conftest import expected_cost
+
+APP = textwrap.dedent(
+    """
+    import os, openai, anthropic
+    oc = openai.OpenAI(base_url=os.environ["FAKE_OPENAI"], api_key="sk-live-should-not-leak")
+    oc.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "PROMPT-TEXT"}])
+    ac = anthropic.Anthropic(base_url=os.environ["FAKE_ANTHROPIC"], api_key="sk-ant-should-not-leak")
+    ac.messages.create(model="claude-3-7-sonnet-20250219", max_tokens=50,
+                       messages=[{"role": "user", "content": "PROMPT-TEXT"}])
+    import otel_tokens.instrumentation.core as core
+    print("instrumented", core.active.recorder is not None)
+    """
+)
+
+
+class _Receiver:
+    def __init__(self) -> None:
+        self.traces: list[ExportTraceServiceRequest] = []
+        self.metrics: list[ExportMetricsServiceRequest] = []
+        self.raw: list[bytes] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.raw.append(body)
+                if self.path == "/v1/traces":
+                    receiver.traces.append(ExportTraceServiceRequest.FromString(body))
+                elif self.path == "/v1/metrics":
+                    receiver.metrics.append(ExportMetricsServiceRequest.FromString(body))
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    r = _Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def _value(v: Any) -> Any:
+    return getattr(v, v.WhichOneof("value"))
+
+
+def test_enabled_by_env_only(receiver: _Receiver, fake: Any, tmp_path: Path) -> None:
+    fake.enqueue(
+        Reply.ok(input_tokens=1370, output_tokens=155, cache_read=1280),
+        Reply.ok(input_tokens=1754, output_tokens=568, cache_read=1733),
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST", "ANTHROPIC_"))}
+    env.update(
+        OTEL_TOKENS_ENABLED="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        OTEL_SERVICE_NAME="zero-code-app",
+        OTEL_TOKENS_USER="alice",
+        OTEL_TOKENS_TASK="triage",
+        FAKE_OPENAI=fake.openai_base_url,
+        FAKE_ANTHROPIC=fake.anthropic_base_url,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", APP], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert "instrumented True" in out.stdout
+
+    spans = [
+        s
+        for req in receiver.traces
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        if ss.scope.name == "otel_tokens"
+        for s in ss.spans
+    ]
+    attrs = [{a.key: _value(a.value) for a in s.attributes} for s in spans]
+    by_provider = {a[n.GEN_AI_PROVIDER_NAME]: a for a in attrs}
+    assert sorted(by_provider) == ["anthropic", "openai"]
+    oa, an = by_provider["openai"], by_provider["anthropic"]
+    assert (oa[n.GEN_AI_USAGE_INPUT_TOKENS], oa[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS]) == (1370, 1280)
+    assert (an[n.GEN_AI_USAGE_INPUT_TOKENS], an[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS]) == (1754, 1733)
+    assert oa[n.GEN_AI_USAGE_COST] == expected_cost("openai", "gpt-4o-mini", 1370, 155, cr=1280)
+    assert an[n.GEN_AI_USAGE_COST] == expected_cost(
+        "anthropic", "claude-3-7-sonnet-20250219", 1754, 568, cr=1733
+    )
+    assert oa[n.USER_ID] == "alice" and oa[n.TASK_NAME] == "triage"
+    resource = {a.key: _value(a.value) for a in receiver.traces[0].resource_spans[0].resource.attributes}
+    assert resource["service.name"] == "zero-code-app"
+
+    cost_points = [
+        p
+        for req in receiver.metrics
+        for rm in req.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == n.M_COST
+        for p in m.sum.data_points
+    ]
+    assert sum(p.as_double for p in cost_points) == oa[n.GEN_AI_USAGE_COST] + an[n.GEN_AI_USAGE_COST]
+    for p in cost_points:
+        labels = {a.key for a in p.attributes}
+        assert n.TASK_ID not in labels and "trace_id" not in labels
+
+    everything = b"".join(receiver.raw)
+    assert b"PROMPT-TEXT" not in everything
+    assert b"should-not-leak" not in everything
+    # the anthropic SDK's own span (which also carries gen_ai.usage.*) is switched off
+    scopes = {ss.scope.name for req in receiver.traces for rs in req.resource_spans for ss in rs.scope_spans}
+    assert "com.anthropic.sdk.python" not in scopes
+
+
+def test_disabled_hook_imports_nothing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    code = (
+        "import sys; print(sorted(m for m in sys.modules if m.startswith(('otel_tokens', 'opentelemetry'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_opentelemetry_instrument_loads_our_entry_points(
+    receiver: _Receiver, fake: Any, tmp_path: Path
+) -> None:
+    fake.enqueue(Reply.ok(input_tokens=1370, output_tokens=155, cache_read=1280), Reply.ok())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST", "ANTHROPIC_"))}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        OTEL_SERVICE_NAME="auto-app",
+        FAKE_OPENAI=fake.openai_base_url,
+        FAKE_ANTHROPIC=fake.anthropic_base_url,
+    )
+    tool = Path(sys.executable).parent / "opentelemetry-instrument"
+    out = subprocess.run(
+        [str(tool), sys.executable, "-c", APP],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "instrumented True" in out.stdout
+    spans = [
+        s
+        for req in receiver.traces
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        if ss.scope.name == "otel_tokens"
+        for s in ss.spans
+    ]
+    assert sorted(s.name for s in spans) == ["chat claude-3-7-sonnet-20250219", "chat gpt-4o-mini"]
