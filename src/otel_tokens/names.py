@@ -136,6 +136,7 @@ TASK_CALLS_BUCKETS: Final = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233)
 # --- environment variables ---------------------------------------------------------------
 ENV_ENABLED: Final = "OTEL_TOKENS_ENABLED"
 ENV_PRICES: Final = "OTEL_TOKENS_PRICES"
+ENV_PROVIDERS: Final = "OTEL_TOKENS_PROVIDERS"  # JSON {"host[:port]": "provider id"}
 ENV_USER: Final = "OTEL_TOKENS_USER"
 ENV_TEAM: Final = "OTEL_TOKENS_TEAM"
 ENV_TASK: Final = "OTEL_TOKENS_TASK"

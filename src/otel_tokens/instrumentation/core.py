@@ -62,16 +62,19 @@ def set_recorder(recorder: Recorder | None) -> None:
     active.capture_content = _truthy(os.environ.get(n.ENV_CAPTURE_CONTENT))
 
 
-def _server_of(resource: Any) -> tuple[str, int | None] | None:
+def _server_of(resource: Any, recorder: Recorder, sdk_provider: str) -> tuple[str, tuple[str, int | None]]:
+    """(gen_ai.provider.name, (host, port)) of the client behind `resource`, cached on it."""
+    resolver = recorder.pricer.providers
     cached = resource.__dict__.get("_otel_tokens_server")
-    if cached is None:
+    if cached is None or cached[0] is not resolver or cached[1] != sdk_provider:
         url = resource._client.base_url
         port = url.port
         if port is None:
             port = 443 if url.scheme == "https" else 80
-        cached = (url.host, port)
+        provider = resolver.resolve(sdk_provider, url.host, port, url.path)
+        cached = (resolver, sdk_provider, provider, (url.host, port))
         resource.__dict__["_otel_tokens_server"] = cached
-    return cached  # type: ignore[no-any-return]
+    return cached[2], cached[3]
 
 
 def _content_attributes(kwargs: Mapping[str, Any], key: str | None) -> dict[str, Any]:
@@ -106,16 +109,16 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
         model = kwargs.get("model")
         model = model if isinstance(model, str) else None
         stream = True if endpoint.always_stream else kwargs.get("stream") is True
-        server = _server_of(resource)
+        provider, server = _server_of(resource, recorder, endpoint.provider)
         messages = kwargs.get(endpoint.messages_key) if endpoint.messages_key else None
         extra = _content_attributes(kwargs, endpoint.messages_key) if active.capture_content else None
-        call = recorder.start(endpoint.provider, endpoint.operation, model, stream, server, messages, extra)
+        call = recorder.start(provider, endpoint.operation, model, stream, server, messages, extra)
         base = CallRecord(
-            provider=endpoint.provider,
+            provider=provider,
             operation=endpoint.operation,
             request_model=model,
-            server_address=server[0] if server else None,
-            server_port=server[1] if server else None,
+            server_address=server[0],
+            server_port=server[1],
             stream=stream,
         )
         return _Pending(call, base)

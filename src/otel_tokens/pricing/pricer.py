@@ -45,6 +45,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 from otel_tokens import names
+from otel_tokens.pricing.providers import ProviderResolver, price_provider_id
 from otel_tokens.record import Usage
 
 if TYPE_CHECKING:
@@ -62,25 +63,6 @@ _log = logging.getLogger("otel_tokens")
 _ZERO: Final = Decimal(0)
 _REFRESH_S: Final = 3600.0
 _MAX_MODELS: Final = 1024
-
-# gen_ai.provider.name (semantic conventions) -> genai-prices provider id.
-_PROVIDER_IDS: Final = {
-    "openai": "openai",
-    "anthropic": "anthropic",
-    "google": "google",
-    "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
-    "gcp.gen_ai": "google",
-    "aws.bedrock": "aws",
-    "azure.ai.openai": "azure",
-    "azure.ai.inference": "azure",
-    "x_ai": "x-ai",
-    "mistral_ai": "mistral",
-    "deepseek": "deepseek",
-    "groq": "groq",
-    "perplexity": "perplexity",
-    "cohere": "cohere",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +155,7 @@ class Pricer:
         *,
         clock: Callable[[], float] = time.time,
         max_models: int = _MAX_MODELS,
+        providers: dict[str, str] | None = None,
     ) -> None:
         overrides: list[Override] = []
         if overrides_path:
@@ -188,6 +171,8 @@ class Pricer:
         self._lock = threading.Lock()
         self._clock = clock
         self._max_models = max(max_models, 1)
+        # who bills a call, from the base URL (`providers:` of the price file, then the env)
+        self.providers = ProviderResolver(providers)
 
     @classmethod
     def from_env(cls) -> Pricer:
@@ -250,7 +235,7 @@ class Pricer:
 def _provider_names(provider: str) -> tuple[str, ...]:
     """The names an override's `provider:` may use: ours, then the genai-prices id (last)."""
     p = (provider or "").lower()
-    return (p, _PROVIDER_IDS.get(p, p))
+    return (p, price_provider_id(p))
 
 
 def _compile_bundled(provider_id: str, model: str, now: float) -> _Card | None:
