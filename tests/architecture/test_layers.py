@@ -1,7 +1,8 @@
 """The package's shape stays true: imports flow one way through the layers, with no cycles.
 
 Layers, lowest first (a module may import its own subpackage and anything lower):
-  0  names, record, guard, version      the vocabulary every layer shares
+  0  names, record, guard, version,     the vocabulary every layer shares, and the
+     firstuse                           hook that configures providers at first use
   1  pricing, attribution, store,       peers that never import each other
      fakellm, stack
   2  telemetry                          record -> span attributes and metric points
@@ -29,6 +30,7 @@ LAYERS: dict[str, int] = {
     "record": 0,
     "guard": 0,
     "version": 0,
+    "firstuse": 0,
     "pricing": 1,
     "attribution": 1,
     "store": 1,

@@ -39,6 +39,7 @@ from otel_tokens.attribution.context import (
     current_scope,
     pseudonymise_user,
 )
+from otel_tokens.firstuse import ensure_configured
 from otel_tokens.guard import internal_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -139,6 +140,7 @@ class ScopeManager:
     def __enter__(self) -> ScopeManager:
         if self.scope is not None:
             raise RuntimeError(f"{self.kind}({self.name!r}) is already in use; open a new one for each block")
+        ensure_configured()  # providers from the environment, unless the app set its own
         parent = current_scope()
         attrs = dict(self._attrs)
         if self.kind == "task" and attrs.get(n.TASK_ID) is None:

@@ -1,14 +1,23 @@
-"""Zero-code start-up: providers from the standard ``OTEL_*`` variables, then instrument.
+"""Zero-code start-up: instrument now, configure providers at first use.
 
-Runs from the ``.pth`` hook when ``OTEL_TOKENS_ENABLED`` is truthy. If the application
-(or ``opentelemetry-instrument``) has already set global providers, they are used as is.
-Otherwise:
+`start()` runs from the ``.pth`` hook when ``OTEL_TOKENS_ENABLED`` is truthy. It sets no
+global provider: it instruments the SDKs (whose tracer and meter are the OpenTelemetry
+API's proxies until a provider exists) and defers `configure_providers` to the first
+instrumented LLM call or the first task/agent scope (`otel_tokens.firstuse`). An app that
+sets its own tracer or meter provider before then gets our spans and metrics in it; if
+nothing is set by then, providers come from the standard ``OTEL_*`` variables:
 
 * an OTLP endpoint configured (``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT``) or an
   exporter named in ``OTEL_TRACES_EXPORTER``/``OTEL_METRICS_EXPORTER`` -> OTLP (http/protobuf
-  by default, gRPC when ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``) behind batch processors;
-* nothing configured -> the embedded local store (SQLite) behind a batch processor.
-  ``OTEL_TOKENS_STORE`` set explicitly keeps a local copy next to OTLP too.
+  by default, gRPC when ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``) behind batch processors, for
+  traces and metrics;
+* nothing configured -> traces to the embedded local store (SQLite) behind a batch
+  processor; no meter provider is set (there would be no reader), so one the app sets later
+  still receives our metrics. ``OTEL_TOKENS_STORE`` set explicitly keeps a local copy next
+  to OTLP too.
+
+Traces and metrics are decided separately: a provider the app set for one is kept, the
+other is configured.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_tokens import firstuse
 from otel_tokens import names as n
 from otel_tokens.guard import internal_error
 
@@ -84,7 +94,8 @@ def _store_processor() -> SpanProcessor:
 
 
 def configure_providers() -> None:
-    """Set global tracer and meter providers from the environment unless already set."""
+    """Set global tracer and meter providers from the environment unless already set
+    (idempotent: a provider already set, by the app or by an earlier call, is kept)."""
     resource = Resource.create()
     use_otlp = otlp_configured()
     if not _global_set(trace.get_tracer_provider(), "ProxyTracerProvider"):
@@ -95,9 +106,8 @@ def configure_providers() -> None:
             provider.add_span_processor(_store_processor())
         trace.set_tracer_provider(provider)
         atexit.register(provider.shutdown)
-    if not _global_set(metrics.get_meter_provider(), "_ProxyMeterProvider"):
-        readers = [_otlp_metric_reader()] if use_otlp else []
-        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    if use_otlp and not _global_set(metrics.get_meter_provider(), "_ProxyMeterProvider"):
+        meter_provider = MeterProvider(resource=resource, metric_readers=[_otlp_metric_reader()])
         metrics.set_meter_provider(meter_provider)
         atexit.register(meter_provider.shutdown)
 
@@ -108,12 +118,28 @@ def under_opentelemetry_instrument() -> bool:
     return "auto_instrumentation" in os.environ.get("PYTHONPATH", "")
 
 
+def configure_at_first_use() -> None:
+    """Defer `configure_providers` to the first instrumented call or scope."""
+    firstuse.defer(_configure_guarded)
+
+
+def _configure_guarded() -> None:
+    try:
+        configure_providers()
+    except Exception as exc:
+        internal_error("configure providers", exc)
+
+
 def start() -> None:
-    """Configure providers, join the parent's trace and task, instrument the SDKs."""
+    """Instrument the SDKs and join the parent's trace and task; providers at first use.
+
+    Under ``opentelemetry-instrument`` nothing happens here: its distro and configurator
+    entry points (ours: `otel_tokens.distro.entry_points`) run next, then the instrumentors.
+    """
     if under_opentelemetry_instrument():
         return
     try:
-        configure_providers()
+        configure_at_first_use()
         try:
             from otel_tokens.attribution import propagation
 

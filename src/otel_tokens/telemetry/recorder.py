@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from otel_tokens import names as n
 from otel_tokens.attribution.context import Scope, bounded, current_scope
+from otel_tokens.firstuse import ensure_configured
 from otel_tokens.pricing.pricer import Pricer, default_pricer
 from otel_tokens.record import CallRecord
 from otel_tokens.telemetry.callstate import CallState
@@ -63,6 +64,7 @@ class Recorder:
         messages: object | None,
         extra: Mapping[str, AttrValue] | None,
     ) -> Call:
+        ensure_configured()  # providers from the environment, unless the app set its own
         scope = current_scope()
         attrs: dict[str, Any] = dict(scope.span_attributes)
         attrs[n.GEN_AI_OPERATION_NAME] = operation
