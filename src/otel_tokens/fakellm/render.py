@@ -6,7 +6,7 @@ import math
 import re
 from typing import Protocol
 
-from otel_tokens.fakellm import wire_anthropic, wire_openai
+from otel_tokens.fakellm import wire_anthropic, wire_google, wire_openai
 from otel_tokens.fakellm.replies import Reply, is_retryable
 from otel_tokens.fakellm.wire import Call, Rendered
 
@@ -14,7 +14,7 @@ _SSE_EVENT_END = re.compile(rb"(?<=\n\n)")
 
 
 class _Wire(Protocol):
-    """What a wire module provides (wire_openai, wire_anthropic)."""
+    """What a wire module provides (wire_openai, wire_anthropic, wire_google)."""
 
     PATHS: tuple[str, ...]
 
@@ -24,6 +24,8 @@ class _Wire(Protocol):
 
 
 def provider(path: str) -> _Wire:
+    if wire_google.is_google_path(path):
+        return wire_google
     return wire_anthropic if wire_anthropic.is_anthropic_path(path) else wire_openai
 
 
@@ -47,6 +49,6 @@ def render(reply: Reply, call: Call) -> Rendered:
         return rendered
     ok = wire.render(reply, call)
     if ok is None:
-        known = ", ".join(wire_openai.PATHS + wire_anthropic.PATHS)
+        known = ", ".join(wire_openai.PATHS + wire_anthropic.PATHS + wire_google.PATHS)
         return wire.error(404, f"fakellm: no endpoint {call.path}; ok replies render on {known}", call)
     return ok

@@ -130,6 +130,11 @@ class FakeLLM:
     def anthropic_base_url(self) -> str:
         return self.base_url
 
+    @property
+    def google_base_url(self) -> str:
+        """For ``genai.Client(http_options={"base_url": ...})``, Gemini API or Vertex AI."""
+        return self.base_url + "/"
+
     # --- script and inspection ---------------------------------------------------------
 
     def enqueue(self, *replies: Reply) -> None:

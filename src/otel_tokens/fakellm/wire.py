@@ -10,7 +10,7 @@ from typing import Any
 from otel_tokens.fakellm.replies import Reply
 
 DEFAULT_MAX_OUTPUT = 16
-_TEXT_KEYS = ("messages", "input", "system", "instructions", "prompt")
+_TEXT_KEYS = ("messages", "input", "system", "instructions", "prompt", "contents", "requests")
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,13 @@ def default_reply(request_json: object, path: str = "/v1/chat/completions") -> R
     """The reply used when the queue is empty: deterministic in the request.
 
     input_tokens = max(1, ceil(characters of all strings under messages/input/system/
-    instructions/prompt / 4)); output_tokens = min(max_tokens or max_completion_tokens or
+    instructions/prompt/contents/requests / 4)); output_tokens = min(max_tokens or max_completion_tokens or
     max_output_tokens or 16, 16), 0 for embeddings; text = "ok" repeated output_tokens times.
     """
     body = request_json if isinstance(request_json, dict) else {}
     chars = sum(_chars(body.get(key)) for key in _TEXT_KEYS)
     input_tokens = max(1, math.ceil(chars / 4))
-    if path.endswith("/embeddings"):
+    if path.endswith(("/embeddings", ":batchEmbedContents", ":predict", ":embedContent")):
         return Reply.ok(input_tokens=input_tokens, output_tokens=0, text="")
     limit = DEFAULT_MAX_OUTPUT
     for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from otel_tokens import names as n
 from otel_tokens.guard import internal_error
+from otel_tokens.pricing.providers import ProviderResolver
 from otel_tokens.record import CallRecord
 from otel_tokens.telemetry.callstate import CallState, enter_call, exit_call
 from otel_tokens.telemetry.recorder import Call, Recorder
@@ -43,6 +44,12 @@ class Endpoint:
     always_stream: bool = False
     # messages-like request field used for repeat detection and content capture
     messages_key: str | None = "messages"
+    # (resource, provider resolver) -> (provider, server) for SDKs without a Stainless client's
+    # ``base_url`` or whose provider depends on the client (Gemini API vs Vertex)
+    resolve: Callable[[Any, ProviderResolver], tuple[str, tuple[str, int | None] | None]] | None = None
+    # the method returns a plain (async) iterator of chunks, which the core wraps and returns
+    # instead (a sync generator function's call starts at its first chunk)
+    iterates: bool = False
 
 
 class _Active:
@@ -109,7 +116,11 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
         model = kwargs.get("model")
         model = model if isinstance(model, str) else None
         stream = True if endpoint.always_stream else kwargs.get("stream") is True
-        provider, server = _server_of(resource, recorder, endpoint.provider)
+        server: tuple[str, int | None] | None
+        if endpoint.resolve is None:
+            provider, server = _server_of(resource, recorder, endpoint.provider)
+        else:
+            provider, server = endpoint.resolve(resource, recorder.pricer.providers)
         messages = kwargs.get(endpoint.messages_key) if endpoint.messages_key else None
         extra = _content_attributes(kwargs, endpoint.messages_key) if active.capture_content else None
         call = recorder.start(provider, endpoint.operation, model, stream, server, messages, extra)
@@ -117,8 +128,8 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
             provider=provider,
             operation=endpoint.operation,
             request_model=model,
-            server_address=server[0],
-            server_port=server[1],
+            server_address=server[0] if server else None,
+            server_port=server[1] if server else None,
             stream=stream,
         )
         return _Pending(call, base)
@@ -230,6 +241,40 @@ async def _observe_async(inner: AsyncIterator[Any], fin: _StreamFinisher) -> Asy
     fin.finish(complete=True)
 
 
+def _observe_sync_plain(inner: Iterator[Any], fin: _StreamFinisher) -> Iterator[Any]:
+    """`_observe_sync` over an iterator the SDK handed out: closing ours closes it too."""
+    try:
+        yield from _observe_sync(inner, fin)
+    finally:
+        close = getattr(inner, "close", None)
+        if close is not None:
+            close()
+
+
+async def _observe_async_plain(inner: AsyncIterator[Any], fin: _StreamFinisher) -> AsyncIterator[Any]:
+    observed = _observe_async(inner, fin)
+    try:
+        async for item in observed:
+            yield item
+    finally:
+        await observed.aclose()  # type: ignore[attr-defined]
+        aclose = getattr(inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _lazy_sync(inner: Iterator[Any], endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> Any:
+    """A sync generator's request is sent at its first chunk: the call starts there, so a
+    stream that is never iterated records nothing (and leaves no span open)."""
+    pending = _begin(endpoint, resource, kwargs)
+    if pending is None:
+        yield from inner
+        return
+    pending.call.detach()
+    assert endpoint.stream_observer is not None
+    yield from _observe_sync_plain(inner, _StreamFinisher(pending, endpoint, endpoint.stream_observer()))
+
+
 _closing_classes: dict[type, type] = {}
 
 
@@ -276,8 +321,15 @@ def _instrument_stream(stream: Any, pending: _Pending, endpoint: Endpoint) -> No
 # --- wrappers ---------------------------------------------------------------------------
 
 
-def _after_return(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
+def _after_return(pending: _Pending, endpoint: Endpoint, result: Any) -> Any:
+    """Finish the call or start observing its stream; returns what the user gets."""
     try:
+        if endpoint.iterates and endpoint.stream_observer is not None:
+            pending.call.detach()
+            fin = _StreamFinisher(pending, endpoint, endpoint.stream_observer())
+            if hasattr(result, "__anext__"):
+                return _observe_async_plain(result, fin)
+            return _observe_sync_plain(result, fin)
         # a raw response is parsed (the SDK caches the parse, so the user gets the same object)
         parsed = _unwrap_raw(result)
         if endpoint.stream_observer is not None and _is_stream(parsed):
@@ -288,6 +340,7 @@ def _after_return(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
     except Exception as exc:
         internal_error("call return", exc)
         pending.call.detach()
+    return result
 
 
 def wrap(
@@ -309,11 +362,19 @@ def wrap(
             except BaseException as exc:
                 _exit(pending, endpoint, token, exc=exc)
                 raise
-            _exit(pending, endpoint, token, result=result)
-            return result
+            return _exit(pending, endpoint, token, result=result)
 
         async_wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
         return async_wrapper
+
+    if endpoint.iterates:
+
+        @functools.wraps(original)
+        def generator_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return _lazy_sync(original(self, *args, **kwargs), endpoint, self, kwargs)
+
+        generator_wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
+        return generator_wrapper
 
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -326,8 +387,7 @@ def wrap(
         except BaseException as exc:
             _exit(pending, endpoint, token, exc=exc)
             raise
-        _exit(pending, endpoint, token, result=result)
-        return result
+        return _exit(pending, endpoint, token, result=result)
 
     wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
     return wrapper
@@ -347,12 +407,12 @@ def _exit(
     *,
     result: Any = None,
     exc: BaseException | None = None,
-) -> None:
+) -> Any:
     exit_call(token)
     if exc is not None:
         _finish_error(pending, exc)
-    else:
-        _after_return(pending, endpoint, result)
+        return None
+    return _after_return(pending, endpoint, result)
 
 
 def wrap_stream_manager(original: Callable[..., Any], endpoint: Endpoint) -> Callable[..., Any]:

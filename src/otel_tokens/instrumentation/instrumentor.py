@@ -1,9 +1,10 @@
 """Instrumentors: patch the supported SDKs' methods, idempotently.
 
-`OpenAIInstrumentor` and `AnthropicInstrumentor` are OpenTelemetry `BaseInstrumentor`s,
-registered under the `opentelemetry_instrumentor` entry points `otel_tokens_openai` and
-`otel_tokens_anthropic`, so `opentelemetry-instrument` picks them up. `instrument()` /
-`uninstrument()` drive both programmatically. Instrumenting twice never patches twice.
+`OpenAIInstrumentor`, `AnthropicInstrumentor` and `GoogleGenAIInstrumentor` are OpenTelemetry
+`BaseInstrumentor`s, registered under the `opentelemetry_instrumentor` entry points
+`otel_tokens_openai`, `otel_tokens_anthropic` and `otel_tokens_google_genai`, so
+`opentelemetry-instrument` picks them up. `instrument()` / `uninstrument()` drive them all
+programmatically. Instrumenting twice never patches twice.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from opentelemetry.trace import TracerProvider
 from otel_tokens.guard import internal_error
 from otel_tokens.instrumentation import core
 from otel_tokens.instrumentation.adapters import anthropic as anthropic_adapter
+from otel_tokens.instrumentation.adapters import google_genai as google_genai_adapter
 from otel_tokens.instrumentation.adapters import openai as openai_adapter
 from otel_tokens.instrumentation.core import Endpoint
 from otel_tokens.pricing.pricer import Pricer
@@ -211,8 +213,14 @@ class AnthropicInstrumentor(_SDKInstrumentor):
             AnthropicInstrumentor._set_env = False
 
 
+class GoogleGenAIInstrumentor(_SDKInstrumentor):
+    sdk = "google.genai"
+    requirement = "google-genai >= 1.0"
+    targets = google_genai_adapter.TARGETS
+
+
 def _instrumentors() -> tuple[_SDKInstrumentor, ...]:
-    return (OpenAIInstrumentor(), AnthropicInstrumentor())
+    return (OpenAIInstrumentor(), AnthropicInstrumentor(), GoogleGenAIInstrumentor())
 
 
 def instrument(
