@@ -17,7 +17,9 @@ from tests.attribution_helpers import Providers, add, call, providers
 
 __all__ = ["providers"]
 
-BAGGAGE = "otel_tokens.task.name=from-parent,otel_tokens.task.id=P-7,user.id=u_0123456789abcdef"
+PARENT = (
+    '{"otel_tokens.task.name": "from-parent", "otel_tokens.task.id": "P-7", "user.id": "u_0123456789abcdef"}'
+)
 
 
 @pytest.mark.parametrize(
@@ -42,9 +44,9 @@ BAGGAGE = "otel_tokens.task.name=from-parent,otel_tokens.task.id=P-7,user.id=u_0
                 n.TEAM: "infra",
             },
         ),
-        # a parent process's task (baggage) wins over inherited plain variables
+        # a parent process's task (our carrier) wins over inherited plain variables
         (
-            {n.ENV_TASK: "nightly", n.ENV_TEAM: "infra", n.ENV_BAGGAGE: BAGGAGE},
+            {n.ENV_TASK: "nightly", n.ENV_TEAM: "infra", n.ENV_PARENT: PARENT},
             {
                 n.TRIGGER: n.TRIGGER_LOCAL,
                 n.TASK_NAME: "from-parent",
@@ -53,7 +55,10 @@ BAGGAGE = "otel_tokens.task.name=from-parent,otel_tokens.task.id=P-7,user.id=u_0
                 n.TEAM: "infra",
             },
         ),
-        ({n.ENV_TASK: "  ", n.ENV_BAGGAGE: "unrelated=1"}, {n.TRIGGER: n.TRIGGER_LOCAL}),
+        ({n.ENV_TASK: "  ", n.ENV_PARENT: '{"unrelated": "1"}'}, {n.TRIGGER: n.TRIGGER_LOCAL}),
+        ({n.ENV_TASK: "t", n.ENV_PARENT: "not json"}, {n.TRIGGER: n.TRIGGER_LOCAL, n.TASK_NAME: "t"}),
+        # W3C baggage is the app's own; it never carries attribution into our scopes
+        ({"BAGGAGE": "otel_tokens.task.name=spoofed,user.id=eve"}, {n.TRIGGER: n.TRIGGER_LOCAL}),
     ],
 )
 def test_root_scope_from_environment(environ: dict[str, str], expected: dict[str, str]) -> None:

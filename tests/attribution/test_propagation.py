@@ -58,7 +58,9 @@ def test_carriers_round_trip(providers: Providers) -> None:
     assert Path(carriers[n.ENV_REPORT_DIR]).name.startswith("otel-tokens-")
     ctx = propagation.context_from_environ(carriers)
     assert trace.get_current_span(ctx).get_span_context().trace_id == span_context.trace_id
-    assert dict(baggage.get_all(ctx)) == {
+    assert dict(baggage.get_all(ctx)) == {}
+    assert "BAGGAGE" not in carriers
+    assert json.loads(carriers[n.ENV_PARENT]) == {
         n.TASK_NAME: "t",
         n.TASK_ID: "T-9",
         n.TASK_SIZE: "M",

@@ -22,7 +22,8 @@ PY = sys.executable
 PYS = [PY, "-S"]
 PRINT_ENV = (
     "import json, os; print(json.dumps({k: os.environ.get(k) for k in "
-    "('OTEL_TOKENS_ENABLED', 'TRACEPARENT', 'BAGGAGE', 'OTEL_TOKENS_TASK', 'OTEL_TOKENS_TASK_ID', "
+    "('OTEL_TOKENS_ENABLED', 'TRACEPARENT', 'BAGGAGE', 'OTEL_TOKENS_PARENT', 'OTEL_TOKENS_TASK', "
+    "'OTEL_TOKENS_TASK_ID', "
     "'OTEL_TOKENS_TASK_SIZE', 'OTEL_TOKENS_USER', 'OTEL_TOKENS_TEAM')}))"
 )
 
@@ -77,8 +78,9 @@ def test_child_gets_carriers_and_task_variables(
     assert seen == {
         "OTEL_TOKENS_ENABLED": "true",
         "TRACEPARENT": f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{int(sc.trace_flags):02x}",
-        "BAGGAGE": "otel_tokens.task.name=nightly,otel_tokens.task.id=N-1,otel_tokens.task.size=L,"
-        "user.id=ci-bot,otel_tokens.team=from-env",
+        "BAGGAGE": None,
+        "OTEL_TOKENS_PARENT": '{"otel_tokens.task.name":"nightly","otel_tokens.task.id":"N-1",'
+        '"otel_tokens.task.size":"L","user.id":"ci-bot","otel_tokens.team":"from-env"}',
         "OTEL_TOKENS_TASK": "nightly",
         "OTEL_TOKENS_TASK_ID": "N-1",
         "OTEL_TOKENS_TASK_SIZE": "L",

@@ -5,7 +5,7 @@ The recorder depends only on this contract:
 * ``current_scope() -> Scope``: the innermost task/agent scope (kept in the OpenTelemetry
   context under `SCOPE_KEY`, so whatever carries OTel context carries it), or the
   process-wide root scope built from the environment (``OTEL_TOKENS_*`` variables and the
-  ``BAGGAGE`` carrier a parent process passed down).
+  ``OTEL_TOKENS_PARENT`` carrier a parent process passed down; never W3C baggage).
 * ``Scope.span_attributes``: attributes for every LLM span inside the scope (fixed).
 * ``Scope.metric_attributes``: the bounded subset allowed on metrics (fixed; no ids; each
   value passed through `bounded`).
@@ -40,9 +40,7 @@ from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 
-from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
 from otel_tokens import names as n
 from otel_tokens.attribution import ci
@@ -60,9 +58,10 @@ logger = logging.getLogger("otel_tokens")
 
 SCOPE_KEY = otel_context.create_key("otel_tokens.scope")
 
-# Attributes that travel in baggage to other processes and services (ids included: baggage
-# is not a metric). Only `METRIC_KEYS` may reach metrics.
-BAGGAGE_KEYS: tuple[str, ...] = (n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.USER_ID, n.TEAM)
+# Attributes that cross to child processes we start, in OTEL_TOKENS_PARENT (ids included:
+# it is not a metric). Never in baggage, so never in outbound HTTP. Only `METRIC_KEYS` may
+# reach metrics.
+CARRIED_KEYS: tuple[str, ...] = (n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.USER_ID, n.TEAM)
 METRIC_KEYS: tuple[str, ...] = (
     n.TASK_NAME,
     n.TASK_SIZE,
@@ -197,7 +196,7 @@ def _looks_pseudonymised(user: str) -> bool:
 def pseudonymise_user(user: str) -> str:
     """``user`` as is, or ``u_<16 hex>`` (HMAC-SHA256) when OTEL_TOKENS_HASH_USER_IDS is on.
 
-    Idempotent: a value that is already a pseudonym (e.g. passed down in baggage) is kept.
+    Idempotent: a value that is already a pseudonym (e.g. passed down by a parent process) is kept.
     """
     if not _truthy(os.environ.get(n.ENV_HASH_USER_IDS)) or _looks_pseudonymised(user):
         return user
@@ -332,22 +331,46 @@ class Scope:
             logger.debug("otel-tokens: cannot report totals to %s: %s", self.report_dir, exc)
 
 
-def _baggage_values(header: str | None) -> dict[str, str]:
-    if not header:
+def parent_carrier(scope: Scope) -> str | None:
+    """The ``OTEL_TOKENS_PARENT`` value for a child process started inside `scope`."""
+    carried = {k: str(scope.span_attributes[k]) for k in CARRIED_KEYS if k in scope.span_attributes}
+    return json.dumps(carried, separators=(",", ":"), ensure_ascii=False) if carried else None
+
+
+_warned_parent = False
+
+
+def _parent_values(text: str | None) -> dict[str, str]:
+    global _warned_parent
+    if not text:
         return {}
-    ctx = W3CBaggagePropagator().extract({"baggage": header}, context=otel_context.Context())
-    return {k: str(v) for k, v in otel_baggage.get_all(ctx).items() if k in BAGGAGE_KEYS}
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ValueError("not a JSON object of strings")
+    except ValueError as exc:
+        if not _warned_parent:
+            _warned_parent = True
+            logger.warning(
+                "otel-tokens: ignoring %s (%s); it is set by otel-tokens for the processes it starts, "
+                'unset it or set it to a JSON object such as {"%s": "triage"}',
+                n.ENV_PARENT,
+                exc,
+                n.TASK_NAME,
+            )
+        return {}
+    return {k: v for k, v in data.items() if k in CARRIED_KEYS}
 
 
 def scope_from_environ(environ: Mapping[str, str], *, kind: str = "root") -> Scope:
-    """A parentless scope from ``OTEL_TOKENS_*`` variables and the ``BAGGAGE`` carrier.
+    """A parentless scope from ``OTEL_TOKENS_*`` variables and the ``OTEL_TOKENS_PARENT`` carrier.
 
-    Baggage (what a parent process's task passed down) wins over the plain variables.
+    The carrier (what a parent process's task passed down) wins over the plain variables.
     """
-    from_baggage = _baggage_values(environ.get(n.ENV_BAGGAGE))
+    from_parent = _parent_values(environ.get(n.ENV_PARENT))
     attrs: dict[str, AttrValue] = dict(ci.attributes() if environ is os.environ else ci.detect(environ))
     for env, attr in _ENV_ATTRS:
-        value = from_baggage.get(attr) or environ.get(env, "").strip()
+        value = from_parent.get(attr) or environ.get(env, "").strip()
         if value:
             attrs[attr] = pseudonymise_user(value) if attr == n.USER_ID else value
     name = attrs.get(n.TASK_NAME)

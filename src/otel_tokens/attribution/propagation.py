@@ -1,10 +1,12 @@
 """Carry attribution across threads and processes.
 
-Processes: the W3C ``traceparent``/``tracestate``/``baggage`` headers travel as the
-environment variables ``TRACEPARENT``, ``TRACESTATE`` and ``BAGGAGE`` (the OpenTelemetry
-environment-carrier convention), plus ``OTEL_TOKENS_REPORT_DIR``: a directory owned by the
-scope that started the child, where the child writes its totals when it exits, so the
-parent's rollup includes them. `child_environ()` builds a child's environment;
+Processes: the W3C ``traceparent``/``tracestate`` trace context travels as the environment
+variables ``TRACEPARENT`` and ``TRACESTATE`` (the OpenTelemetry environment-carrier
+convention); the task's attribution (name, id, size, user, team) in a carrier of our own,
+``OTEL_TOKENS_PARENT`` (JSON), never in W3C baggage, so no HTTP instrumentation sends it
+anywhere; and ``OTEL_TOKENS_REPORT_DIR``: a directory owned by the scope that started the
+child, where the child writes its totals when it exits, so the parent's rollup includes
+them. `child_environ()` builds a child's environment;
 `context_from_environ()` is what a child attaches at start-up. With `install()`,
 ``subprocess.Popen`` (so ``subprocess.run``, ``asyncio.create_subprocess_*``), ``os.exec*``
 and ``multiprocessing`` processes started inside a task get the carriers automatically.
@@ -27,17 +29,21 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_tokens import names as n
-from otel_tokens.attribution.context import SCOPE_KEY, Scope, root_scope, scope_from_environ
+from otel_tokens.attribution.context import (
+    SCOPE_KEY,
+    Scope,
+    parent_carrier,
+    root_scope,
+    scope_from_environ,
+)
 from otel_tokens.guard import internal_error
 
-_PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
-_CARRIER_ENV = {"traceparent": n.ENV_TRACEPARENT, "tracestate": n.ENV_TRACESTATE, "baggage": n.ENV_BAGGAGE}
-CARRIER_VARIABLES: tuple[str, ...] = (*_CARRIER_ENV.values(), n.ENV_REPORT_DIR)
+_PROPAGATOR = TraceContextTextMapPropagator()  # trace context only: the app's baggage is its own
+_CARRIER_ENV = {"traceparent": n.ENV_TRACEPARENT, "tracestate": n.ENV_TRACESTATE}
+CARRIER_VARIABLES: tuple[str, ...] = (*_CARRIER_ENV.values(), n.ENV_PARENT, n.ENV_REPORT_DIR)
 
 
 def carriers(ctx: otel_context.Context | None = None, *, for_exec: bool = False) -> dict[str, str]:
@@ -59,6 +65,9 @@ def carriers(ctx: otel_context.Context | None = None, *, for_exec: bool = False)
     headers: dict[str, str] = {}
     _PROPAGATOR.inject(headers, context=ctx)
     out = {_CARRIER_ENV[k]: v for k, v in headers.items() if k in _CARRIER_ENV}
+    parent = parent_carrier(scope) if scope is not None else None
+    if parent is not None:
+        out[n.ENV_PARENT] = parent
     if for_exec:
         if root.report_dir is not None:
             out[n.ENV_REPORT_DIR] = root.report_dir
@@ -83,7 +92,7 @@ def child_environ(base: Mapping[str, str] | None = None, *, for_exec: bool = Fal
 
 
 def context_from_environ(environ: Mapping[str, str] | None = None) -> otel_context.Context:
-    """The context a parent process passed down in ``TRACEPARENT``/``TRACESTATE``/``BAGGAGE``."""
+    """The trace context a parent process passed down in ``TRACEPARENT``/``TRACESTATE``."""
     environ = os.environ if environ is None else environ
     headers = {k: environ[v] for k, v in _CARRIER_ENV.items() if environ.get(v)}
     return _PROPAGATOR.extract(headers, context=otel_context.Context())

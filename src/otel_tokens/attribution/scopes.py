@@ -8,7 +8,8 @@
 Both work as ``with``, ``async with`` and as decorators of plain and ``async`` functions
 (a decorated function opens a fresh scope, with a fresh task id, on every call). A scope
 opens an INTERNAL span (``invoke_workflow {name}`` / ``invoke_agent {name}``), puts itself
-into the OpenTelemetry context and the task's identity into baggage, and at its end sets
+into the OpenTelemetry context (never into baggage: nothing of it reaches outbound HTTP
+headers), and at its end sets
 the rollup of everything inside it on its span. A finished task also records the task
 cost, LLM-calls-per-task histograms and the finished-tasks counter.
 """
@@ -24,14 +25,12 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_tokens import names as n
 from otel_tokens.attribution.context import (
-    BAGGAGE_KEYS,
     SCOPE_KEY,
     AttrValue,
     Scope,
@@ -160,12 +159,7 @@ class ScopeManager:
                 **scope.span_attributes,
             }
             self.span = tracer.start_span(f"{op} {self.name}", kind=SpanKind.INTERNAL, attributes=span_attrs)
-            ctx = trace.set_span_in_context(self.span)
-            for key in BAGGAGE_KEYS:
-                value = scope.span_attributes.get(key)
-                if value is not None:
-                    ctx = otel_baggage.set_baggage(key, str(value), ctx)
-            ctx = otel_context.set_value(SCOPE_KEY, scope, ctx)
+            ctx = otel_context.set_value(SCOPE_KEY, scope, trace.set_span_in_context(self.span))
         except Exception as exc:
             internal_error("attribution.enter", exc)
             ctx = otel_context.set_value(SCOPE_KEY, scope)

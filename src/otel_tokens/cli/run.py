@@ -1,7 +1,7 @@
 """``otel-tokens run [--task NAME] [--size S] [--user U] [--team T] [--id ID] -- COMMAND...``
 
 Runs any command as a task: opens the task span, starts the command with the trace and task
-carriers (``TRACEPARENT``, ``TRACESTATE``, ``BAGGAGE``), ``OTEL_TOKENS_TASK*`` /
+carriers (``TRACEPARENT``, ``TRACESTATE``, ``OTEL_TOKENS_PARENT``), ``OTEL_TOKENS_TASK*`` /
 ``OTEL_TOKENS_USER`` / ``OTEL_TOKENS_TEAM`` and ``OTEL_TOKENS_ENABLED=true`` in its
 environment, waits, records the exit status as the task outcome (``success`` on 0, else
 ``failure``) and returns it (128+N when the command died of signal N). Python processes
