@@ -172,3 +172,12 @@ ENV_PARENT: Final = "OTEL_TOKENS_PARENT"  # the task a parent process passed dow
 ENV_REPORT_DIR: Final = "OTEL_TOKENS_REPORT_DIR"  # where a child process reports its totals
 ENV_USER_HASH_KEY: Final = "OTEL_TOKENS_USER_HASH_KEY"
 ENV_MAX_ATTR_VALUES: Final = "OTEL_TOKENS_MAX_ATTR_VALUES"
+
+# --- coding agents (issue 14) -------------------------------------------------------------
+SOURCE: Final = "otel_tokens.source"  # who made the call: sdk or a coding-agent CLI
+SOURCE_SDK: Final = "sdk"
+SOURCE_CLAUDE_CODE: Final = "claude_code"
+SOURCE_CODEX: Final = "codex"
+SOURCE_GEMINI_CLI: Final = "gemini_cli"
+AGENT_COST_USD: Final = "otel_tokens.agent.cost_usd"  # the agent's own cost figure, kept apart
+ENV_RESOURCE_ATTRIBUTES: Final = "OTEL_RESOURCE_ATTRIBUTES"

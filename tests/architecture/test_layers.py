@@ -6,7 +6,7 @@ Layers, lowest first (a module may import its own subpackage and anything lower)
   1  pricing, attribution, store,       peers that never import each other
      fakellm, stack
   2  telemetry                          record -> span attributes and metric points
-  3  instrumentation                    patching and SDK adapters
+  3  instrumentation, agents            patching and SDK adapters; coding-agent CLIs' telemetry
   4  distro                             providers from the environment, start-up
   5  cli                                the otel-tokens command
   6  otel_tokens (the public API), __main__, _autostart
@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "stack": 1,
     "telemetry": 2,
     "instrumentation": 3,
+    "agents": 3,
     "distro": 4,
     "cli": 5,
     "": 6,

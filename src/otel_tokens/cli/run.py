@@ -6,6 +6,12 @@ carriers (``TRACEPARENT``, ``TRACESTATE``, ``OTEL_TOKENS_PARENT``), ``OTEL_TOKEN
 environment, waits, records the exit status as the task outcome (``success`` on 0, else
 ``failure``) and returns it (128+N when the command died of signal N). Python processes
 under it report their LLM totals back, so the task span's rollup covers the whole tree.
+
+A coding-agent command (``claude``, ``codex``, ``gemini``, also through ``npx``) gets its own
+telemetry switched on for the run (`otel_tokens.agents.launch`) with the task's attributes in
+``OTEL_RESOURCE_ATTRIBUTES``. With no OTLP endpoint configured, the agent exports to a loopback
+receiver that records each of its API calls as an LLM call of the task (the embedded default);
+with one, the agent exports there itself (the team collector turns its logs into metrics).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from otel_tokens import names as n
+from otel_tokens.agents.launch import configure, detect
+from otel_tokens.agents.receiver import AgentReceiver
 from otel_tokens.attribution.propagation import child_environ, flush
 from otel_tokens.attribution.scopes import task
 from otel_tokens.guard import internal_error
@@ -48,6 +56,26 @@ def _configure_telemetry() -> None:
         configure_providers()
     except Exception as exc:
         internal_error("run.configure", exc)
+
+
+# Task attributes an agent gets as resource attributes (bounded names and ids alike: the
+# collector keeps ids off metrics).
+_RESOURCE_KEYS = (
+    n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.USER_ID, n.TEAM, n.TRIGGER, n.CICD_PIPELINE_NAME,
+    n.CICD_PIPELINE_RUN_ID, n.CICD_PIPELINE_TASK_NAME, n.VCS_REPOSITORY_URL_FULL, n.VCS_REF_HEAD_NAME,
+)  # fmt: skip
+
+
+def _start_receiver(
+    tracer_provider: trace.TracerProvider | None, meter_provider: metrics.MeterProvider | None
+) -> AgentReceiver | None:
+    try:
+        from otel_tokens.telemetry.recorder import Recorder
+
+        return AgentReceiver(Recorder(tracer_provider, meter_provider)).start()
+    except Exception as exc:
+        internal_error("run.agent_receiver", exc)
+        return None
 
 
 def _exit_status(returncode: int) -> int:
@@ -122,6 +150,18 @@ def main(
                 child[var] = str(attrs[key])
         if child.get(n.ENV_ENABLED, "").strip().lower() not in ("1", "true", "yes", "on"):
             child[n.ENV_ENABLED] = "true"
+        receiver: AgentReceiver | None = None
+        agent, _ = detect(command)
+        if agent is not None:
+            from otel_tokens.distro.bootstrap import otlp_configured
+
+            if not otlp_configured(child):
+                receiver = _start_receiver(tracer_provider, meter_provider)
+            resource = {k: str(attrs[k]) for k in _RESOURCE_KEYS if k in attrs}
+            launch = configure(
+                command, child, endpoint=receiver.endpoint if receiver else None, resource=resource
+            )
+            command, child = launch.command, launch.env
         try:
             proc = subprocess.Popen(command, env=child)
         except FileNotFoundError:
@@ -132,6 +172,12 @@ def main(
             status = 126
         else:
             status = _exit_status(_wait(proc))
+        finally:
+            if receiver is not None:
+                try:
+                    receiver.stop()
+                except Exception as exc:
+                    internal_error("run.agent_receiver", exc)
         t.set_outcome(n.OUTCOME_SUCCESS if status == 0 else n.OUTCOME_FAILURE)
         t.set_attribute(n.PROCESS_EXIT_CODE, status)
     flush(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -62,6 +63,8 @@ class Reply:
     chunked: bool = False
     latency: float | None = None
     chunk_delay: float | None = None
+    tool_name: str | None = None
+    tool_args: str = "{}"
     recorded: RecordedExchange | None = field(default=None, compare=False)
 
     @classmethod
@@ -80,8 +83,14 @@ class Reply:
         details: bool = True,
         latency: float | None = None,
         chunk_delay: float | None = None,
+        tool_name: str | None = None,
+        tool_args: str = "{}",
     ) -> Reply:
         """A successful answer with the given normalised usage.
+
+        ``tool_name``/``tool_args`` (a JSON object as text) make the answer a tool-use turn: one
+        tool call instead of the text (Anthropic ``tool_use``, Responses ``function_call``,
+        Gemini ``functionCall``), so an agent runs the tool and calls the model again.
 
         ``chunks``: number of content deltas when streamed. ``cut_after=N``: a stream is closed
         abruptly after N content deltas (no usage, no terminator); a JSON body is truncated.
@@ -114,6 +123,13 @@ class Reply:
             raise ValueError("Reply.ok: details=False cannot carry cache_read, cache_write or reasoning")
         if cut_after is not None and cut_after < 0:
             raise ValueError(f"Reply.ok: cut_after must be >= 0, got {cut_after!r}")
+        if tool_name is not None:
+            try:
+                parsed = json.loads(tool_args)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise ValueError(f"Reply.ok: tool_args must be a JSON object as text, got {tool_args!r}")
         return cls(
             kind="ok",
             input_tokens=input_tokens,
@@ -129,6 +145,8 @@ class Reply:
             details=details,
             latency=latency,
             chunk_delay=chunk_delay,
+            tool_name=tool_name,
+            tool_args=tool_args,
         )
 
     @classmethod
@@ -222,6 +240,8 @@ _CONSTRUCTOR_FIELDS: dict[Kind, frozenset[str]] = {
             "details",
             "latency",
             "chunk_delay",
+            "tool_name",
+            "tool_args",
         }
     ),
     "error": frozenset({"status", "message", "retry_after", "should_retry", "latency"}),

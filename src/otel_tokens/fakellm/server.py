@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from otel_tokens.fakellm import wire_openai
 from otel_tokens.fakellm.render import render
 from otel_tokens.fakellm.replies import Reply, reply_from_spec
 from otel_tokens.fakellm.wire import Call, Rendered, default_reply, json_response
@@ -288,6 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         if path.startswith(CONTROL_PREFIX):
             self._send(self._control(fake, path, body, raw), 0.0)
+            return
+        if path.startswith(wire_openai.SIDE_PREFIXES):
+            self._send(json_response(200, {}), 0.0)
             return
         call = fake._new_call(path, body)
         headers = {k.lower(): v for k, v in self.headers.items()}

@@ -9,13 +9,14 @@ Streams follow the current API: ``message_start`` carries the input side and ``o
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from otel_tokens.fakellm.replies import Reply
 from otel_tokens.fakellm.wire import Call, Rendered, json_response, split_text, sse, sse_response, truncated
 
 MESSAGES = "/v1/messages"
-PATHS = (MESSAGES,)
+PATHS: tuple[str, ...] = (MESSAGES,)
 
 _ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -98,8 +99,8 @@ def _message(reply: Reply, call: Call, *, done: bool) -> dict[str, Any]:
         "type": "message",
         "role": "assistant",
         "model": reply.model or call.model,
-        "content": [{"type": "text", "text": reply.text}] if done else [],
-        "stop_reason": (reply.finish_reason or "end_turn") if done else None,
+        "content": [_content(reply, call)] if done else [],
+        "stop_reason": _stop_reason(reply) if done else None,
         "stop_sequence": None,
     }
     if reply.kind != "usage_null":
@@ -109,6 +110,22 @@ def _message(reply: Reply, call: Call, *, done: bool) -> dict[str, Any]:
             usage.pop("output_tokens_details", None)
         message["usage"] = usage
     return message
+
+
+def _content(reply: Reply, call: Call, *, start: bool = False) -> dict[str, Any]:
+    if reply.tool_name is None:
+        return {"type": "text", "text": "" if start else reply.text}
+    tool_input = {} if start else json.loads(reply.tool_args)
+    return {
+        "type": "tool_use",
+        "id": f"toolu_fake{call.seq:012d}",
+        "name": reply.tool_name,
+        "input": tool_input,
+    }
+
+
+def _stop_reason(reply: Reply) -> str:
+    return reply.finish_reason or ("tool_use" if reply.tool_name is not None else "end_turn")
 
 
 def _json(reply: Reply, call: Call) -> Rendered:
@@ -121,18 +138,26 @@ def _stream(reply: Reply, call: Call) -> Rendered:
 
     events = [
         event("message_start", message=_message(reply, call, done=False)),
-        event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+        event("content_block_start", index=0, content_block=_content(reply, call, start=True)),
         event("ping"),
     ]
-    pieces = split_text(reply.text, reply.chunks)
+    tool = reply.tool_name is not None
+    pieces = split_text(reply.tool_args if tool else reply.text, reply.chunks)
     if reply.cut_after is not None:
         pieces = pieces[: reply.cut_after]
     events += [
-        event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece}) for piece in pieces
+        event(
+            "content_block_delta",
+            index=0,
+            delta={"type": "input_json_delta", "partial_json": piece}
+            if tool
+            else {"type": "text_delta", "text": piece},
+        )
+        for piece in pieces
     ]
     if reply.cut_after is not None:
         return sse_response(events, cut=True, headers=_headers(call))
-    delta = {"stop_reason": reply.finish_reason or "end_turn", "stop_sequence": None}
+    delta = {"stop_reason": _stop_reason(reply), "stop_sequence": None}
     final: dict[str, Any] = {"delta": delta}
     if reply.kind != "usage_null":
         usage = _input_side(reply)

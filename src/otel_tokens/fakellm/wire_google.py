@@ -8,11 +8,12 @@ From a :class:`Reply`'s normalised usage: ``promptTokenCount = input_tokens`` (i
 ``cachedContentTokenCount = cache_read``), ``candidatesTokenCount = output_tokens - reasoning``,
 ``thoughtsTokenCount = reasoning``. Gemini has no cache writes. Each streamed chunk carries the
 usage so far (the prompt, the thoughts and the candidates produced until then), as the Gemini API
-does; the last one is complete.
+does; the last one is complete. A tool-use reply is one chunk with a ``functionCall`` part.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from otel_tokens.fakellm.replies import Reply
@@ -76,7 +77,12 @@ def usage_metadata(reply: Reply, *, candidates: int | None = None) -> dict[str, 
 
 
 def _response(reply: Reply, call: Call, text: str, finish: bool, candidates: int | None) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    part: dict[str, Any] = (
+        {"text": text}
+        if reply.tool_name is None
+        else {"functionCall": {"name": reply.tool_name, "args": json.loads(reply.tool_args)}}
+    )
+    candidate: dict[str, Any] = {"content": {"parts": [part], "role": "model"}, "index": 0}
     if finish:
         candidate["finishReason"] = reply.finish_reason or "STOP"
     body: dict[str, Any] = {"candidates": [candidate]}
@@ -115,7 +121,7 @@ def render(reply: Reply, call: Call) -> Rendered | None:
     if not _stream(call):
         rendered = json_response(200, _response(reply, call, reply.text, True, None))
         return truncated(rendered) if reply.cut_after is not None else rendered
-    pieces = split_text(reply.text, reply.chunks)
+    pieces = [""] if reply.tool_name is not None else split_text(reply.text, reply.chunks)
     if reply.cut_after is not None:
         pieces = pieces[: reply.cut_after]
     visible = reply.output_tokens - reply.reasoning

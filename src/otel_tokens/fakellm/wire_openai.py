@@ -18,6 +18,9 @@ CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
 EMBEDDINGS = "/v1/embeddings"
 PATHS = (CHAT, RESPONSES, EMBEDDINGS)
+# Not model calls: answered with ``{}`` without taking a reply from the queue (OpenAI Codex
+# posts its per-turn cost analytics here after each turn).
+SIDE_PREFIXES = ("/v1/analytics/",)
 
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -185,6 +188,23 @@ def _message_item(call: Call, text: str | None) -> dict[str, Any]:
     }
 
 
+def _tool_item(reply: Reply, call: Call, *, done: bool) -> dict[str, Any]:
+    return {
+        "id": f"fc_fake{call.seq:012d}",
+        "type": "function_call",
+        "status": "completed" if done else "in_progress",
+        "arguments": reply.tool_args if done else "",
+        "call_id": f"call_fake{call.seq:012d}",
+        "name": reply.tool_name,
+    }
+
+
+def _output_item(reply: Reply, call: Call, *, done: bool) -> dict[str, Any]:
+    if reply.tool_name is not None:
+        return _tool_item(reply, call, done=done)
+    return _message_item(call, reply.text if done else None)
+
+
 def _final_status(reply: Reply) -> str:
     """Responses has no finish_reason: any other than "stop" makes the response incomplete."""
     return "completed" if reply.finish_reason in (None, "stop", "completed") else "incomplete"
@@ -209,7 +229,7 @@ def _response_object(reply: Reply, call: Call, *, done: bool) -> dict[str, Any]:
         "instructions": instructions if isinstance(instructions, str) else None,
         "max_output_tokens": call.body.get("max_output_tokens"),
         "model": _model(reply, call),
-        "output": [_message_item(call, reply.text)] if done else [],
+        "output": [_output_item(reply, call, done=True)] if done else [],
         "parallel_tool_calls": True,
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
@@ -241,6 +261,8 @@ def _responses_stream(reply: Reply, call: Call) -> Rendered:
         return sse({"type": kind, **data, "sequence_number": next(seq)}, kind)
 
     in_progress = _response_object(reply, call, done=False)
+    if reply.tool_name is not None:
+        return _responses_tool_stream(reply, call, event, in_progress)
     events = [
         event("response.created", response=in_progress),
         event("response.in_progress", response=in_progress),
@@ -258,6 +280,26 @@ def _responses_stream(reply: Reply, call: Call) -> Rendered:
         event("response.content_part.done", **where, part={**part, "text": reply.text}),
         event("response.output_item.done", item=_message_item(call, reply.text), output_index=0),
         event(f"response.{_final_status(reply)}", response=_response_object(reply, call, done=True)),
+    ]
+    return sse_response(events, cut=False, headers=_headers(call))
+
+
+def _responses_tool_stream(reply: Reply, call: Call, event: Any, in_progress: dict[str, Any]) -> Rendered:
+    item_id = f"fc_fake{call.seq:012d}"
+    events = [
+        event("response.created", response=in_progress),
+        event("response.in_progress", response=in_progress),
+        event("response.output_item.added", item=_tool_item(reply, call, done=False), output_index=0),
+    ]
+    where = {"item_id": item_id, "output_index": 0}
+    events += [
+        event("response.function_call_arguments.delta", **where, delta=piece)
+        for piece in split_text(reply.tool_args, reply.chunks)
+    ]
+    events += [
+        event("response.function_call_arguments.done", **where, arguments=reply.tool_args),
+        event("response.output_item.done", item=_tool_item(reply, call, done=True), output_index=0),
+        event("response.completed", response=_response_object(reply, call, done=True)),
     ]
     return sse_response(events, cut=False, headers=_headers(call))
 

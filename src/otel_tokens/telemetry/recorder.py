@@ -63,7 +63,12 @@ class Recorder:
         server: tuple[str, int | None] | None,
         messages: object | None,
         extra: Mapping[str, AttrValue] | None,
+        *,
+        start_time: int | None = None,
+        source: str | None = None,
     ) -> Call:
+        """Open the call's span (at ``start_time`` ns when the call already happened, as for
+        a coding agent's reported call; ``source`` then labels its span and metrics)."""
         ensure_configured()  # providers from the environment, unless the app set its own
         scope = current_scope()
         attrs: dict[str, Any] = dict(scope.span_attributes)
@@ -88,16 +93,20 @@ class Recorder:
             attrs[n.LOOP_REPEAT] = True
         if extra:
             attrs.update(extra)
+        if source is not None:
+            attrs[n.SOURCE] = source
         name = f"{operation} {model}" if model else operation
-        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time)
         token = otel_context.attach(trace.set_span_in_context(span))
-        return Call(self, span, token, scope, repeat)
+        call = Call(self, span, token, scope, repeat)
+        call.source = source
+        return call
 
 
 class Call:
     """One in-flight LLM call. `finish()` runs exactly once."""
 
-    __slots__ = ("_done", "_recorder", "_scope", "_start", "_token", "repeat", "span", "state")
+    __slots__ = ("_done", "_recorder", "_scope", "_start", "_token", "repeat", "source", "span", "state")
 
     def __init__(
         self, recorder: Recorder, span: trace.Span, token: object, scope: Scope, repeat: bool
@@ -110,6 +119,7 @@ class Call:
         self.state: CallState | None = None
         self._done = False
         self._start = time.perf_counter()
+        self.source: str | None = None
 
     def detach(self) -> None:
         """Leave the span's context (the call returned; a stream may still be open)."""
@@ -117,18 +127,22 @@ class Call:
             otel_context.detach(self._token)  # type: ignore[arg-type]
             self._token = None
 
-    def finish(self, record: CallRecord) -> None:
+    def finish(
+        self, record: CallRecord, *, end_time: int | None = None, duration: float | None = None
+    ) -> None:
+        """Record the call; ``end_time`` (ns) and ``duration`` (s) when it already happened."""
         if self._done:
             return
         self._done = True
         try:
             self.detach()
         finally:
-            self._finish(record)
+            self._finish(record, end_time, duration)
 
-    def _finish(self, record: CallRecord) -> None:
+    def _finish(self, record: CallRecord, end_time: int | None = None, duration: float | None = None) -> None:
         rec = self._recorder
-        duration = time.perf_counter() - self._start
+        if duration is None:
+            duration = time.perf_counter() - self._start
         usage = record.usage
         retries = self.state.retries if self.state is not None else ()
         if retries:
@@ -183,7 +197,7 @@ class Call:
             span.add_event(n.EVENT_RETRY, event)
         if record.error_type is not None:
             span.set_status(Status(StatusCode.ERROR, record.error_type))
-        span.end()
+        span.end(end_time=end_time)
 
         # --- metrics ---------------------------------------------------------------------
         m = rec.metrics
@@ -200,6 +214,8 @@ class Call:
         ours.update(self._scope.metric_attributes)
         ours[n.OUTCOME] = outcome
         ours[n.COST_STATUS] = cost_status
+        if self.source is not None:
+            ours[n.SOURCE] = self.source
         if record.server_address is not None:
             base[n.SERVER_ADDRESS] = record.server_address
             if record.server_port is not None:
