@@ -13,6 +13,16 @@ Normalisation rules, stated once:
 * ``cache_read_tokens``, ``cache_write_tokens`` and ``reasoning_tokens`` are subsets of
   the above, so ``cache_read + cache_write <= input`` and ``reasoning <= output``. An
   adapter that sees a provider break this (it happens) clamps input up to the cache sum.
+* Extra pricing dimensions, each a subset of the totals above (so it never adds tokens):
+  ``cache_write_1h_tokens`` (one-hour cache writes; the rest of ``cache_write_tokens`` are
+  five-minute writes), ``input_audio_tokens`` / ``input_image_tokens`` (of input),
+  ``output_audio_tokens`` / ``output_image_tokens`` (of output). ``web_searches`` counts
+  server-side web-search requests (not tokens). ``details`` holds any other genai-prices
+  usage key an SDK reports (e.g. ``cache_audio_read_tokens``, ``input_video_tokens``,
+  ``code_executions``) as sorted ``(key, count)`` pairs, same subset rule.
+* The call's price context is on the record, not in `Usage`: ``service_tier`` (OpenAI
+  ``service_tier``, Anthropic ``usage.service_tier``, as the *response* reports it, else as
+  requested) and ``speed`` (Anthropic fast mode).
 * ``None`` means *not reported*; ``0`` means reported as zero. ``usage_reported`` is
   False when the response carried no usage at all (e.g. a chat stream without
   ``stream_options.include_usage``): the call is counted, its tokens are unknown.
@@ -32,18 +42,38 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    output_image_tokens: int = 0
+    web_searches: int = 0
+    details: tuple[tuple[str, int], ...] = ()
 
     @property
     def uncached_input_tokens(self) -> int:
         return max(self.input_tokens - self.cache_read_tokens - self.cache_write_tokens, 0)
 
     def __add__(self, other: Usage) -> Usage:
+        details = self.details
+        if other.details:
+            merged = dict(details)
+            for k, v in other.details:
+                merged[k] = merged.get(k, 0) + v
+            details = tuple(sorted(merged.items()))
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.input_audio_tokens + other.input_audio_tokens,
+            self.output_audio_tokens + other.output_audio_tokens,
+            self.input_image_tokens + other.input_image_tokens,
+            self.output_image_tokens + other.output_image_tokens,
+            self.web_searches + other.web_searches,
+            details,
         )
 
 
@@ -54,18 +84,29 @@ def normalised_usage(
     cache_read_tokens: int | None = None,
     cache_write_tokens: int | None = None,
     reasoning_tokens: int | None = None,
+    cache_write_1h_tokens: int | None = None,
+    input_audio_tokens: int | None = None,
+    output_audio_tokens: int | None = None,
+    input_image_tokens: int | None = None,
+    output_image_tokens: int | None = None,
+    web_searches: int | None = None,
+    details: dict[str, int] | None = None,
 ) -> Usage:
     """Build a `Usage` from provider numbers that already *include* cache and reasoning.
 
     Missing values become 0, negatives are clamped to 0, and the subset invariants are
     restored by raising the totals (never by dropping reported cache tokens).
     """
+    c1h = max(cache_write_1h_tokens or 0, 0)
     cr = max(cache_read_tokens or 0, 0)
-    cw = max(cache_write_tokens or 0, 0)
+    cw = max(cache_write_tokens or 0, c1h)
     rs = max(reasoning_tokens or 0, 0)
-    inp = max(input_tokens or 0, cr + cw)
-    out = max(output_tokens or 0, rs)
-    return Usage(inp, out, cr, cw, rs)
+    ai, ii = max(input_audio_tokens or 0, 0), max(input_image_tokens or 0, 0)
+    ao, io = max(output_audio_tokens or 0, 0), max(output_image_tokens or 0, 0)
+    inp = max(input_tokens or 0, cr + cw, ai + ii)
+    out = max(output_tokens or 0, rs, ao + io)
+    extra = tuple(sorted((k, v) for k, v in (details or {}).items() if v > 0))
+    return Usage(inp, out, cr, cw, rs, c1h, ai, ao, ii, io, max(web_searches or 0, 0), extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +127,8 @@ class CallRecord:
     error_type: str | None = None
     partial: bool = False  # the model started answering, then the call failed or was cut
     retries: int = 0
+    service_tier: str | None = None  # the tier the response reports (else the request's)
+    speed: str | None = None  # Anthropic fast mode ("fast")
 
     @property
     def model(self) -> str | None:

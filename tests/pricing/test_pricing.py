@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelPrice
 
 from otel_tokens import names
+from otel_tokens.pricing import cards
 from otel_tokens.pricing import pricer as pricing
 from otel_tokens.pricing.pricer import Price, Pricer, default_pricer, load_price_file, reset_default_pricer
 from otel_tokens.record import Usage
@@ -182,9 +184,9 @@ def test_lookups_run_once_per_model_including_misses(monkeypatch: pytest.MonkeyP
     calls: list[str] = []
     real = pricing._compile_bundled
 
-    def counting(provider_id: str, model: str, now: float) -> object:
+    def counting(provider_id: str, model: str, now: float, context: dict[str, str]) -> object:
         calls.append(model)
-        return real(provider_id, model, now)
+        return real(provider_id, model, now, context)
 
     monkeypatch.setattr(pricing, "_compile_bundled", counting)
     pricer = Pricer()
@@ -240,13 +242,22 @@ def test_time_dependent_prices_follow_the_clock(
     assert first.total != second.total
 
 
-def test_a_card_that_disagrees_with_genai_prices_falls_back_to_it() -> None:
+def test_a_card_that_disagrees_with_genai_prices_is_never_used(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     mp = ModelPrice(input_mtok=D(2), cache_read_mtok=D("0.5"), output_mtok=D(3))
-    wrong = pricing._Card((), (pricing._Rates.per_mtok(D(1), D(1), D(1), D(1), D(1)),), float("inf"))
-    card = pricing._verified(wrong, mp, ())
-    assert card is not None and card.fallback is mp
+    card = cards.compile_card(mp, float("inf"), "test model")
     # 5,000 uncached * 2 + 5,000 cached * 0.5 + 1,000 * 3, per MTok
-    assert card.price(Usage(10_000, 1_000, 5_000)) == Price(D("0.0155"), D("0.0075"))
+    assert card is not None and card.price(Usage(10_000, 1_000, 5_000)) == Price(D("0.0155"), D("0.0075"))
+    real = cards._rates
+
+    def off_by_a_fee(resolved: object, total_input: int) -> cards.Rates:
+        return dataclasses.replace(real(resolved, total_input), per_call=D("0.001"))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cards, "_rates", off_by_a_fee)
+    with caplog.at_level(logging.WARNING, logger="otel_tokens"):
+        assert cards.compile_card(mp, float("inf"), "test model") is None
+    assert "cannot compile the price of test model" in caplog.text
 
 
 # --- user price file -----------------------------------------------------------------------

@@ -94,6 +94,15 @@ def _content_attributes(kwargs: Mapping[str, Any], key: str | None) -> dict[str,
     return out
 
 
+def _request_text(kwargs: Mapping[str, Any], key: str) -> str | None:
+    """A string request parameter, given directly or through ``extra_body``."""
+    value = kwargs.get(key)
+    if value is None:
+        extra = kwargs.get("extra_body")
+        value = extra.get(key) if isinstance(extra, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
@@ -131,6 +140,8 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
             server_address=server[0] if server else None,
             server_port=server[1] if server else None,
             stream=stream,
+            service_tier=_request_text(kwargs, "service_tier"),  # the response's, when it says
+            speed=_request_text(kwargs, "speed"),
         )
         return _Pending(call, base)
     except Exception as exc:

@@ -149,7 +149,11 @@ class Call:
             from dataclasses import replace
 
             record = replace(record, retries=len(retries))
-        price = rec.pricer.price(record.provider, record.model, usage) if record.usage_reported else None
+        price = (
+            rec.pricer.price(record.provider, record.model, usage, record.service_tier, record.speed)
+            if record.usage_reported
+            else None
+        )
         if record.error_type is not None and not record.partial:
             outcome = "error"
         elif record.partial or record.error_type is not None:
@@ -180,6 +184,20 @@ class Call:
             attrs[n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
             if usage.reasoning_tokens:
                 attrs[n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+            for name, value in (
+                (n.USAGE_CACHE_WRITE_1H, usage.cache_write_1h_tokens),
+                (n.USAGE_INPUT_AUDIO, usage.input_audio_tokens),
+                (n.USAGE_OUTPUT_AUDIO, usage.output_audio_tokens),
+                (n.USAGE_INPUT_IMAGE, usage.input_image_tokens),
+                (n.USAGE_OUTPUT_IMAGE, usage.output_image_tokens),
+                (n.USAGE_WEB_SEARCHES, usage.web_searches),
+            ):
+                if value:
+                    attrs[name] = value
+        if record.service_tier is not None:
+            attrs[n.SERVICE_TIER] = record.service_tier
+        if record.speed is not None:
+            attrs[n.SPEED] = record.speed
         cost: float | None = None
         if price is not None:
             cost = float(price.total)

@@ -18,11 +18,29 @@ from otel_tokens.record import CallRecord, Usage, normalised_usage
 _FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
 
+_NESTED = (
+    ("thinking_tokens", ("output_tokens_details", "thinking_tokens")),
+    ("ephemeral_1h_input_tokens", ("cache_creation", "ephemeral_1h_input_tokens")),
+    ("web_search_requests", ("server_tool_use", "web_search_requests")),
+)
+
+
 def usage_fields(usage: Any) -> dict[str, int]:
     out = {f: v for f in _FIELDS if (v := count(usage, f)) is not None}
-    thinking = count(usage, "output_tokens_details", "thinking_tokens")
-    if thinking is not None:
-        out["thinking_tokens"] = thinking
+    for name, path in _NESTED:
+        v = count(usage, *path)
+        if v is not None:
+            out[name] = v
+    return out
+
+
+def context_fields(usage: Any) -> dict[str, str]:
+    """The price context the usage reports: ``service_tier`` and ``speed`` (fast mode)."""
+    out: dict[str, str] = {}
+    for name in ("service_tier", "speed"):
+        v = get(usage, name)
+        if isinstance(v, str) and v:
+            out[name] = v
     return out
 
 
@@ -35,6 +53,8 @@ def normalise(fields: dict[str, int]) -> Usage:
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=fields.get("thinking_tokens"),
+        cache_write_1h_tokens=fields.get("ephemeral_1h_input_tokens"),
+        web_searches=fields.get("web_search_requests"),
     )
 
 
@@ -57,15 +77,28 @@ def _with_message(base: CallRecord, message: Any) -> CallRecord:
 def message_record(message: Any, base: CallRecord) -> CallRecord:
     record = _with_message(base, message)
     usage = get(message, "usage")
-    return record.with_usage(message_usage(usage)) if usage is not None else record
+    if usage is None:
+        return record
+    return _with_usage(record, message_usage(usage), context_fields(usage))
+
+
+def _with_usage(record: CallRecord, usage: Usage, context: dict[str, str]) -> CallRecord:
+    return replace(
+        record,
+        usage=usage,
+        usage_reported=True,
+        service_tier=context.get("service_tier", record.service_tier),
+        speed=context.get("speed", record.speed),
+    )
 
 
 class MessageStreamObserver:
-    __slots__ = ("fields", "message", "reason")
+    __slots__ = ("context", "fields", "message", "reason")
 
     def __init__(self) -> None:
         self.message: Any = None
         self.fields: dict[str, int] | None = None
+        self.context: dict[str, str] = {}
         self.reason: str | None = None
 
     def observe(self, event: Any) -> None:
@@ -73,10 +106,12 @@ class MessageStreamObserver:
         if kind == "message_start":
             self.message = event.message
             self.fields = usage_fields(event.message.usage)
+            self.context = context_fields(event.message.usage)
         elif kind == "message_delta":
             if self.fields is None:
                 self.fields = {}
             self.fields.update(usage_fields(event.usage))
+            self.context.update(context_fields(event.usage))
             reason = get(event.delta, "stop_reason")
             if isinstance(reason, str):
                 self.reason = reason
@@ -85,7 +120,9 @@ class MessageStreamObserver:
         record = _with_message(base, self.message) if self.message is not None else base
         if self.reason is not None:
             record = replace(record, finish_reasons=(self.reason,))
-        return record.with_usage(normalise(self.fields)) if self.fields is not None else record
+        if self.fields is None:
+            return record
+        return _with_usage(record, normalise(self.fields), self.context)
 
 
 MESSAGES = Endpoint(n.PROVIDER_ANTHROPIC, n.OP_CHAT, message_record, MessageStreamObserver)

@@ -11,24 +11,39 @@ from otel_tokens.instrumentation.core import Endpoint
 from otel_tokens.record import CallRecord, Usage, normalised_usage
 
 
-def chat_usage(usage: Any) -> Usage:
+def chat_usage(usage: Any, provider: str | None = None) -> Usage:
+    cache_read = count(usage, "prompt_tokens_details", "cached_tokens")
+    if cache_read is None:
+        cache_read = count(usage, "prompt_cache_hit_tokens")  # DeepSeek's own field
+    output = count(usage, "completion_tokens")
+    reasoning = count(usage, "completion_tokens_details", "reasoning_tokens")
+    if provider == "x_ai" and output is not None and reasoning:
+        output += reasoning  # xAI's completion_tokens leave reasoning out
     return normalised_usage(
         input_tokens=count(usage, "prompt_tokens"),
-        output_tokens=count(usage, "completion_tokens"),
-        cache_read_tokens=count(usage, "prompt_tokens_details", "cached_tokens"),
+        output_tokens=output,
+        cache_read_tokens=cache_read,
         cache_write_tokens=count(usage, "prompt_tokens_details", "cache_write_tokens"),
-        reasoning_tokens=count(usage, "completion_tokens_details", "reasoning_tokens"),
+        reasoning_tokens=reasoning,
+        input_audio_tokens=count(usage, "prompt_tokens_details", "audio_tokens"),
+        output_audio_tokens=count(usage, "completion_tokens_details", "audio_tokens"),
     )
 
 
-def responses_usage(usage: Any) -> Usage:
+def responses_usage(usage: Any, web_searches: int | None = None) -> Usage:
     return normalised_usage(
         input_tokens=count(usage, "input_tokens"),
         output_tokens=count(usage, "output_tokens"),
         cache_read_tokens=count(usage, "input_tokens_details", "cached_tokens"),
         cache_write_tokens=count(usage, "input_tokens_details", "cache_write_tokens"),
         reasoning_tokens=count(usage, "output_tokens_details", "reasoning_tokens"),
+        web_searches=web_searches,
     )
+
+
+def _web_searches(response: Any) -> int:
+    """Web-search tool calls in a Responses output: each one is billed as a request."""
+    return sum(1 for item in get(response, "output") or () if get(item, "type") == "web_search_call")
 
 
 def embeddings_usage(usage: Any) -> Usage:
@@ -38,11 +53,14 @@ def embeddings_usage(usage: Any) -> Usage:
 def _ids(response: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     model = get(response, "model")
-    if isinstance(model, str):
+    if isinstance(model, str) and model:  # Azure's content-filter chunk has model ""
         fields["response_model"] = model
     rid = get(response, "id")
-    if isinstance(rid, str):
+    if isinstance(rid, str) and rid:
         fields["response_id"] = rid
+    tier = get(response, "service_tier")
+    if isinstance(tier, str) and tier:
+        fields["service_tier"] = tier
     return fields
 
 
@@ -62,7 +80,7 @@ def chat_record(response: Any, base: CallRecord) -> CallRecord:
     if reasons:
         fields["finish_reasons"] = reasons
     usage = get(response, "usage")
-    return _record(base, fields, chat_usage(usage) if usage is not None else None)
+    return _record(base, fields, chat_usage(usage, base.provider) if usage is not None else None)
 
 
 def responses_record(response: Any, base: CallRecord) -> CallRecord:
@@ -71,7 +89,9 @@ def responses_record(response: Any, base: CallRecord) -> CallRecord:
     if isinstance(status, str):
         fields["finish_reasons"] = (status,)
     usage = get(response, "usage")
-    return _record(base, fields, responses_usage(usage) if usage is not None else None)
+    return _record(
+        base, fields, responses_usage(usage, _web_searches(response)) if usage is not None else None
+    )
 
 
 def embeddings_record(response: Any, base: CallRecord) -> CallRecord:
@@ -80,19 +100,21 @@ def embeddings_record(response: Any, base: CallRecord) -> CallRecord:
 
 
 class ChatStreamObserver:
-    """Chat chunks: ids from the first chunk, finish reasons from choices, usage from the
+    """Chat chunks: ids and service tier from the chunks that carry them (Azure's first,
+    content-filter chunk has an empty model), finish reasons from choices, usage from the
     final usage-only chunk (present only with ``stream_options.include_usage``)."""
 
-    __slots__ = ("first", "reasons", "usage")
+    __slots__ = ("fields", "reasons", "usage")
 
     def __init__(self) -> None:
-        self.first: Any = None
+        self.fields: dict[str, Any] = {}
         self.usage: Any = None
         self.reasons: list[str] = []
 
     def observe(self, chunk: Any) -> None:
-        if self.first is None:
-            self.first = chunk
+        if len(self.fields) < 3:
+            for k, v in _ids(chunk).items():
+                self.fields.setdefault(k, v)
         usage = chunk.usage
         if usage is not None:
             self.usage = usage
@@ -101,10 +123,11 @@ class ChatStreamObserver:
                 self.reasons.append(choice.finish_reason)
 
     def record(self, base: CallRecord, *, complete: bool) -> CallRecord:
-        fields = _ids(self.first) if self.first is not None else {}
+        fields = dict(self.fields)
         if self.reasons:
             fields["finish_reasons"] = tuple(self.reasons)
-        return _record(base, fields, chat_usage(self.usage) if self.usage is not None else None)
+        usage = chat_usage(self.usage, base.provider) if self.usage is not None else None
+        return _record(base, fields, usage)
 
 
 class ResponsesStreamObserver:
