@@ -6,7 +6,7 @@ import math
 import re
 from typing import Protocol
 
-from otel_tokens.fakellm import wire_anthropic, wire_google, wire_openai
+from otel_tokens.fakellm import wire_anthropic, wire_bedrock, wire_google, wire_openai
 from otel_tokens.fakellm.replies import Reply, is_retryable
 from otel_tokens.fakellm.wire import Call, Rendered
 
@@ -14,7 +14,7 @@ _SSE_EVENT_END = re.compile(rb"(?<=\n\n)")
 
 
 class _Wire(Protocol):
-    """What a wire module provides (wire_openai, wire_anthropic, wire_google)."""
+    """What a wire module provides (wire_openai, wire_anthropic, wire_google, wire_bedrock)."""
 
     PATHS: tuple[str, ...]
 
@@ -26,6 +26,8 @@ class _Wire(Protocol):
 def provider(path: str) -> _Wire:
     if wire_google.is_google_path(path):
         return wire_google
+    if wire_bedrock.is_bedrock_path(path):
+        return wire_bedrock
     return wire_anthropic if wire_anthropic.is_anthropic_path(path) else wire_openai
 
 
@@ -49,6 +51,6 @@ def render(reply: Reply, call: Call) -> Rendered:
         return rendered
     ok = wire.render(reply, call)
     if ok is None:
-        known = ", ".join(wire_openai.PATHS + wire_anthropic.PATHS + wire_google.PATHS)
+        known = ", ".join(wire_openai.PATHS + wire_anthropic.PATHS + wire_google.PATHS + wire_bedrock.PATHS)
         return wire.error(404, f"fakellm: no endpoint {call.path}; ok replies render on {known}", call)
     return ok

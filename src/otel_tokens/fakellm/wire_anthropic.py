@@ -10,6 +10,7 @@ Streams follow the current API: ``message_start`` carries the input side and ``o
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from otel_tokens.fakellm.replies import Reply
@@ -31,7 +32,14 @@ _ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
+_VERTEX = ("/publishers/anthropic/models/", (":rawPredict", ":streamRawPredict"))
+
+
 def is_anthropic_path(path: str) -> bool:
+    """``/v1/messages``, or Vertex AI's ``.../publishers/anthropic/models/M:rawPredict`` (and
+    ``:streamRawPredict``), which carry the same bodies (the model is in the path)."""
+    if _VERTEX[0] in path and path.endswith(_VERTEX[1]):
+        return True
     return path == MESSAGES or path.startswith(MESSAGES + "/")
 
 
@@ -60,6 +68,9 @@ def malformed(call: Call) -> Rendered:
 
 def render(reply: Reply, call: Call) -> Rendered | None:
     """Render an ``ok``/``usage_null`` reply; None if the path is not ``/v1/messages``."""
+    if _VERTEX[0] in call.path and call.path.endswith(_VERTEX[1]):
+        model = call.path.rsplit("/", 1)[1].split(":", 1)[0]
+        call = replace(call, path=MESSAGES, json={**call.body, "model": call.body.get("model") or model})
     if call.path != MESSAGES:
         return None
     if call.stream:

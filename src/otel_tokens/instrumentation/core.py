@@ -50,6 +50,11 @@ class Endpoint:
     # the method returns a plain (async) iterator of chunks, which the core wraps and returns
     # instead (a sync generator function's call starts at its first chunk)
     iterates: bool = False
+    # resource -> the provider its SDK client was built for (AnthropicBedrock: aws.bedrock),
+    # what the resolver falls back to when the base URL decides nothing; None: `provider`
+    sdk_provider_of: Callable[[Any], str] | None = None
+    # result -> the iterable stream object inside it (botocore's EventStream in a dict), or None
+    stream_in: Callable[[Any], Any] | None = None
 
 
 class _Active:
@@ -127,7 +132,10 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
         stream = True if endpoint.always_stream else kwargs.get("stream") is True
         server: tuple[str, int | None] | None
         if endpoint.resolve is None:
-            provider, server = _server_of(resource, recorder, endpoint.provider)
+            sdk = (
+                endpoint.provider if endpoint.sdk_provider_of is None else endpoint.sdk_provider_of(resource)
+            )
+            provider, server = _server_of(resource, recorder, sdk)
         else:
             provider, server = endpoint.resolve(resource, recorder.pricer.providers)
         messages = kwargs.get(endpoint.messages_key) if endpoint.messages_key else None
@@ -329,6 +337,43 @@ def _instrument_stream(stream: Any, pending: _Pending, endpoint: Endpoint) -> No
     stream.__class__ = _closing_class(type(stream))
 
 
+_iterable_classes: dict[type, type] = {}
+
+
+def _iterable_class(cls: type) -> type:
+    """A subclass of an SDK's iterable stream class (no private iterator to replace) whose
+    iteration is observed and whose `close()` finalises our call."""
+    sub = _iterable_classes.get(cls)
+    if sub is not None:
+        return sub
+    original_iter = cls.__iter__  # type: ignore[attr-defined]
+    original_close = getattr(cls, "close", None)
+
+    def __iter__(self: Any) -> Iterator[Any]:
+        fin = self.__dict__.get("_otel_tokens_fin")
+        inner = original_iter(self)
+        return inner if fin is None else _observe_sync(inner, fin)
+
+    namespace: dict[str, Any] = {"__iter__": __iter__, "__module__": cls.__module__}
+    if original_close is not None:
+
+        def close(self: Any) -> None:
+            fin = self.__dict__.get("_otel_tokens_fin")
+            if fin is not None:
+                fin.finish(complete=False)
+            original_close(self)
+
+        namespace["close"] = close
+    sub = type(cls.__name__, (cls,), namespace)
+    _iterable_classes[cls] = sub
+    return sub
+
+
+def _instrument_iterable(stream: Any, fin: _StreamFinisher) -> None:
+    stream.__dict__["_otel_tokens_fin"] = fin
+    stream.__class__ = _iterable_class(type(stream))
+
+
 # --- wrappers ---------------------------------------------------------------------------
 
 
@@ -341,6 +386,11 @@ def _after_return(pending: _Pending, endpoint: Endpoint, result: Any) -> Any:
             if hasattr(result, "__anext__"):
                 return _observe_async_plain(result, fin)
             return _observe_sync_plain(result, fin)
+        inside = endpoint.stream_in(result) if endpoint.stream_in is not None else None
+        if inside is not None and endpoint.stream_observer is not None:
+            pending.call.detach()
+            _instrument_iterable(inside, _StreamFinisher(pending, endpoint, endpoint.stream_observer()))
+            return result
         # a raw response is parsed (the SDK caches the parse, so the user gets the same object)
         parsed = _unwrap_raw(result)
         if endpoint.stream_observer is not None and _is_stream(parsed):
@@ -390,6 +440,42 @@ def wrap(
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         pending = _begin(endpoint, self, kwargs)
+        if pending is None:
+            return original(self, *args, **kwargs)
+        token = _enter(pending)
+        try:
+            result = original(self, *args, **kwargs)
+        except BaseException as exc:
+            _exit(pending, endpoint, token, exc=exc)
+            raise
+        return _exit(pending, endpoint, token, result=result)
+
+    wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+Select = Callable[[Any, tuple[Any, ...], Mapping[str, Any]], tuple[Endpoint, Mapping[str, Any]] | None]
+
+
+def wrap_dispatch(original: Callable[..., Any], select: Select) -> Callable[..., Any]:
+    """Wrap one request method shared by a whole SDK family (botocore's ``_make_api_call``).
+
+    ``select(self, args, kwargs)`` names the endpoint of this request and its keyword-style
+    request (``model``, ``stream``, messages), or None for requests that are not LLM calls.
+    """
+
+    @functools.wraps(original)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        chosen = None
+        if active.recorder is not None:
+            try:
+                chosen = select(self, args, kwargs)
+            except Exception as exc:
+                internal_error("select endpoint", exc)
+        if chosen is None:
+            return original(self, *args, **kwargs)
+        endpoint, request = chosen
+        pending = _begin(endpoint, self, request)
         if pending is None:
             return original(self, *args, **kwargs)
         token = _enter(pending)

@@ -1,8 +1,9 @@
 """Instrumentors: patch the supported SDKs' methods, idempotently.
 
-`OpenAIInstrumentor`, `AnthropicInstrumentor` and `GoogleGenAIInstrumentor` are OpenTelemetry
-`BaseInstrumentor`s, registered under the `opentelemetry_instrumentor` entry points
-`otel_tokens_openai`, `otel_tokens_anthropic` and `otel_tokens_google_genai`, so
+`OpenAIInstrumentor`, `AnthropicInstrumentor`, `GoogleGenAIInstrumentor` and
+`BedrockInstrumentor` are OpenTelemetry `BaseInstrumentor`s, registered under the
+`opentelemetry_instrumentor` entry points `otel_tokens_openai`, `otel_tokens_anthropic`,
+`otel_tokens_google_genai` and `otel_tokens_bedrock`, so
 `opentelemetry-instrument` picks them up. `instrument()` / `uninstrument()` drive them all
 programmatically. Instrumenting twice never patches twice.
 """
@@ -23,6 +24,7 @@ from opentelemetry.trace import TracerProvider
 from otel_tokens.guard import internal_error
 from otel_tokens.instrumentation import core
 from otel_tokens.instrumentation.adapters import anthropic as anthropic_adapter
+from otel_tokens.instrumentation.adapters import bedrock as bedrock_adapter
 from otel_tokens.instrumentation.adapters import google_genai as google_genai_adapter
 from otel_tokens.instrumentation.adapters import openai as openai_adapter
 from otel_tokens.instrumentation.core import Endpoint
@@ -32,6 +34,8 @@ from otel_tokens.telemetry.recorder import Recorder
 logger = logging.getLogger("otel_tokens")
 
 Target = tuple[str, str, str, Endpoint, str]
+# (module, class, method, select): one request method shared by a whole SDK family
+Dispatch = tuple[str, str, str, core.Select]
 _ANTHROPIC_OTEL_ENV = "ANTHROPIC_OPEN_TELEMETRY"
 
 
@@ -62,6 +66,25 @@ def _patch(targets: Collection[Target]) -> int:
 def _unpatch(targets: Collection[Target]) -> None:
     for cls, method, _endpoint, _kind in _resolved(targets):
         original = getattr(cls.__dict__.get(method), "__otel_tokens_original__", None)
+        if original is not None:
+            setattr(cls, method, original)
+
+
+def _patch_dispatch(dispatch: Collection[Dispatch]) -> None:
+    for module_name, class_name, method, select in dispatch:
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        current = cls.__dict__.get(method)
+        if current is not None and not hasattr(current, "__otel_tokens_original__"):
+            setattr(cls, method, core.wrap_dispatch(current, select))
+
+
+def _unpatch_dispatch(dispatch: Collection[Dispatch]) -> None:
+    for module_name, class_name, method, _select in dispatch:
+        cls = getattr(sys.modules.get(module_name), class_name, None)
+        original = getattr(getattr(cls, "__dict__", {}).get(method), "__otel_tokens_original__", None)
         if original is not None:
             setattr(cls, method, original)
 
@@ -124,6 +147,7 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     sdk = ""
     requirement = ""
     targets: tuple[Target, ...] = ()
+    dispatch: tuple[Dispatch, ...] = ()
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return (self.requirement,)
@@ -147,6 +171,7 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _apply(self) -> None:
         try:
             _patch(self.targets)
+            _patch_dispatch(self.dispatch)
             hooks = _retry_hooks(self.sdk)
             if hooks is not None:
                 hooks[0]()
@@ -161,6 +186,7 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _on_import.pop(self.sdk, None)
         if self.sdk in sys.modules:
             _unpatch(self.targets)
+            _unpatch_dispatch(self.dispatch)
             hooks = _retry_hooks(self.sdk)
             if hooks is not None:
                 hooks[1]()
@@ -219,8 +245,16 @@ class GoogleGenAIInstrumentor(_SDKInstrumentor):
     targets = google_genai_adapter.TARGETS
 
 
+class BedrockInstrumentor(_SDKInstrumentor):
+    """boto3 ``bedrock-runtime`` (Converse, ConverseStream, InvokeModel for Anthropic models)."""
+
+    sdk = "botocore"
+    requirement = "botocore >= 1.34"
+    dispatch = bedrock_adapter.DISPATCH
+
+
 def _instrumentors() -> tuple[_SDKInstrumentor, ...]:
-    return (OpenAIInstrumentor(), AnthropicInstrumentor(), GoogleGenAIInstrumentor())
+    return (OpenAIInstrumentor(), AnthropicInstrumentor(), GoogleGenAIInstrumentor(), BedrockInstrumentor())
 
 
 def instrument(

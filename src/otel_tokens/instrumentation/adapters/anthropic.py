@@ -125,9 +125,26 @@ class MessageStreamObserver:
         return _with_usage(record, normalise(self.fields), self.context)
 
 
-MESSAGES = Endpoint(n.PROVIDER_ANTHROPIC, n.OP_CHAT, message_record, MessageStreamObserver)
+def client_provider(resource: Any) -> str:
+    """``AnthropicBedrock`` / ``AnthropicVertex`` calls are billed by AWS / Google, not Anthropic."""
+    name = type(resource._client).__name__
+    if "Bedrock" in name:
+        return n.PROVIDER_AWS_BEDROCK
+    if "Vertex" in name:
+        return n.PROVIDER_GCP_VERTEX_AI
+    return n.PROVIDER_ANTHROPIC
+
+
+MESSAGES = Endpoint(
+    n.PROVIDER_ANTHROPIC, n.OP_CHAT, message_record, MessageStreamObserver, sdk_provider_of=client_provider
+)
 MESSAGES_STREAM = Endpoint(
-    n.PROVIDER_ANTHROPIC, n.OP_CHAT, message_record, MessageStreamObserver, always_stream=True
+    n.PROVIDER_ANTHROPIC,
+    n.OP_CHAT,
+    message_record,
+    MessageStreamObserver,
+    always_stream=True,
+    sdk_provider_of=client_provider,
 )
 
 TARGETS: tuple[tuple[str, str, str, Endpoint, str], ...] = tuple(
