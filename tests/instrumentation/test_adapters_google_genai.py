@@ -49,7 +49,7 @@ def response(usage: Any, reason: str | None = "STOP") -> types.GenerateContentRe
                 "thoughts_token_count": 240,
                 "tool_use_prompt_token_count": 764,
             },
-            Usage(796, 717, 0, 0, 240),
+            Usage(796, 717, 0, 0, 240, details=(("input_tool_tokens", 764),)),
             id="tool-use-prompt",
         ),
         pytest.param({"prompt_token_count": 8, "candidates_token_count": 433}, Usage(8, 433), id="partial"),
@@ -161,3 +161,39 @@ def test_resolve_follows_the_users_provider_map() -> None:
 
     resolver = ProviderResolver({"gemini-gw.internal:8443": "gcp.vertex_ai"}, read_env=False)
     assert g.resolve(Models(), resolver) == ("gcp.vertex_ai", ("gemini-gw.internal", 8443))
+
+
+def test_modalities_become_genai_prices_keys() -> None:
+    usage = {
+        "prompt_token_count": 17713,
+        "cached_content_token_count": 17379,
+        "candidates_token_count": 68,
+        "thoughts_token_count": 821,
+        "prompt_tokens_details": [
+            {"modality": "TEXT", "token_count": 16},
+            {"modality": "VIDEO", "token_count": 15780},
+            {"modality": "AUDIO", "token_count": 1917},
+        ],
+        "cache_tokens_details": [
+            {"modality": "AUDIO", "token_count": 1881},
+            {"modality": "TEXT", "token_count": 15},
+            {"modality": "VIDEO", "token_count": 15483},
+        ],
+        "candidates_tokens_details": [{"modality": "IMAGE", "token_count": 60}],
+        "tool_use_prompt_tokens_details": [{"modality": "DOCUMENT", "token_count": 0}],
+    }
+    got = g.content_record(response(usage), BASE).usage
+    assert (got.input_tokens, got.output_tokens, got.cache_read_tokens, got.reasoning_tokens) == (
+        17713,
+        889,
+        17379,
+        821,
+    )
+    assert (got.input_audio_tokens, got.output_image_tokens, got.input_image_tokens) == (1917, 60, 0)
+    assert dict(got.details) == {
+        "input_text_tokens": 16,
+        "input_video_tokens": 15780,
+        "cache_audio_read_tokens": 1881,
+        "cache_text_read_tokens": 15,
+        "cache_video_read_tokens": 15483,
+    }

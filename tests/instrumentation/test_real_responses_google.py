@@ -27,8 +27,6 @@ CASES = [
     for i, reply in enumerate(load_cassette(path))
     if reply.recorded is not None and "enerateContent" in reply.recorded.uri
 ]
-# Priced by genai-prices at the audio rate for its audio tokens; the record keeps no modality yet.
-MODALITY = {("generate_content_implicit_cache_thoughts.yaml", 0)}
 
 
 def _last_body(body: bytes) -> dict[str, Any]:
@@ -55,8 +53,6 @@ def _oracle(body: dict[str, Any], model: str) -> tuple[dict[str, int], float]:
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 @pytest.mark.parametrize(("name", "index"), CASES, ids=[f"{c[0]}#{c[1]}" for c in CASES])
 def test_replay(telemetry: Telemetry, fake: Any, name: str, index: int, is_async: bool) -> None:
-    if (name, index) in MODALITY:
-        pytest.xfail("audio tokens at their own rate need the record's modality counts")
     reply = load_cassette(Path(ROOT / name))[index]
     assert reply.recorded is not None
     uri, body = reply.recorded.uri, reply.recorded.json or {}

@@ -7,7 +7,11 @@ automatic continuation send several requests per public call, and each is billed
 ``usage_metadata`` normalised: input = ``prompt_token_count`` (which already includes
 ``cached_content_token_count``) + ``tool_use_prompt_token_count``; cache read =
 ``cached_content_token_count``; output = ``candidates_token_count`` + ``thoughts_token_count``;
-reasoning = ``thoughts_token_count``. Gemini has no cache writes. Streamed chunks carry usage
+reasoning = ``thoughts_token_count``. Gemini has no cache writes. The per-modality details
+(``prompt_tokens_details``, ``cache_tokens_details``, ``candidates_tokens_details``,
+``tool_use_prompt_tokens_details``) become genai-prices' keys (``input_audio_tokens``,
+``cache_video_read_tokens``, ... ; DOCUMENT counts as image), so audio and video are priced at
+their own rates where genai-prices has them. Streamed chunks carry usage
 so far (Vertex: only on the last chunk); the latest chunk that carries a count wins.
 """
 
@@ -62,17 +66,57 @@ def resolve(models: Any, resolver: ProviderResolver) -> tuple[str, tuple[str, in
     return cached[1], cached[2]
 
 
+_MODALITIES = {"TEXT": "text", "AUDIO": "audio", "IMAGE": "image", "DOCUMENT": "image", "VIDEO": "video"}
+# usage_metadata field -> genai-prices key patterns (the modality fills in {m})
+_DETAILS = (
+    ("prompt_tokens_details", ("input_{m}_tokens",)),
+    ("cache_tokens_details", ("cache_{m}_read_tokens",)),
+    ("candidates_tokens_details", ("output_{m}_tokens",)),
+    ("tool_use_prompt_tokens_details", ("input_{m}_tokens", "input_{m}_tool_tokens")),
+)
+_FIELDS = {"input_audio_tokens", "input_image_tokens", "output_audio_tokens", "output_image_tokens"}
+
+
+def _modality_counts(metadata: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for field, keys in _DETAILS:
+        for entry in get(metadata, field) or ():
+            modality = get(entry, "modality")
+            name = _MODALITIES.get(str(getattr(modality, "value", modality)))
+            tokens = count(entry, "token_count")
+            if name is None or tokens is None:
+                continue
+            for key in keys:
+                key = key.format(m=name)
+                out[key] = out.get(key, 0) + tokens
+    return out
+
+
 def usage_counts(metadata: Any) -> dict[str, int]:
-    return {f: v for f in _COUNTS if (v := count(metadata, f)) is not None}
+    """The counts of one ``usage_metadata``: its ``*_token_count`` fields and genai-prices'
+    per-modality keys."""
+    counts = {f: v for f in _COUNTS if (v := count(metadata, f)) is not None}
+    if counts:
+        counts.update(_modality_counts(metadata))
+    return counts
 
 
 def normalise(c: dict[str, int]) -> Usage:
     thoughts = c.get("thoughts_token_count", 0)
+    details = {k: v for k, v in c.items() if k not in _FIELDS and k.endswith("_tokens")}
+    tool = c.get("tool_use_prompt_token_count")
+    if tool:
+        details["input_tool_tokens"] = tool
     return normalised_usage(
         input_tokens=c.get("prompt_token_count", 0) + c.get("tool_use_prompt_token_count", 0),
         output_tokens=c.get("candidates_token_count", 0) + thoughts,
         cache_read_tokens=c.get("cached_content_token_count"),
         reasoning_tokens=thoughts,
+        input_audio_tokens=c.get("input_audio_tokens"),
+        input_image_tokens=c.get("input_image_tokens"),
+        output_audio_tokens=c.get("output_audio_tokens"),
+        output_image_tokens=c.get("output_image_tokens"),
+        details=details,
     )
 
 
