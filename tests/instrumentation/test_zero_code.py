@@ -105,7 +105,7 @@ def test_enabled_by_env_only(receiver: _Receiver, fake: Any, tmp_path: Path) -> 
         for s in ss.spans
     ]
     attrs = [{a.key: _value(a.value) for a in s.attributes} for s in spans]
-    by_provider = {a[n.GEN_AI_PROVIDER_NAME]: a for a in attrs}
+    by_provider = {a[n.GEN_AI_PROVIDER_NAME]: a for a in attrs if n.GEN_AI_PROVIDER_NAME in a}
     assert sorted(by_provider) == ["anthropic", "openai"]
     oa, an = by_provider["openai"], by_provider["anthropic"]
     assert (oa[n.GEN_AI_USAGE_INPUT_TOKENS], oa[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS]) == (1370, 1280)
@@ -180,3 +180,110 @@ def test_opentelemetry_instrument_loads_our_entry_points(
         for s in ss.spans
     ]
     assert sorted(s.name for s in spans) == ["chat claude-3-7-sonnet-20250219", "chat gpt-4o-mini"]
+
+
+# --- a process attributed only by OTEL_TOKENS_TASK is one task run ----------------------------
+TASK_APP = textwrap.dedent(
+    """
+    import os, sys, openai
+    oc = openai.OpenAI(base_url=os.environ["FAKE_OPENAI"], api_key="sk-test")
+    for _ in range(2):
+        oc.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    if sys.argv[1] == "crash":
+        raise RuntimeError("the tool failed")
+    """
+)
+PARENT_BAGGAGE = "otel_tokens.task.name=outer,otel_tokens.task.id=outer-1"
+
+
+def _run_task_app(receiver: _Receiver, fake: Any, tmp_path: Path, mode: str, **extra: str) -> int:
+    fake.enqueue(*(Reply.ok(input_tokens=1000 + i, output_tokens=100) for i in range(2)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST", "BAGGAGE"))}
+    env.update(
+        OTEL_TOKENS_ENABLED="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        OTEL_SERVICE_NAME="env-task-app",
+        OTEL_TOKENS_TASK="nightly-eval",
+        OTEL_TOKENS_TASK_SIZE="M",
+        OTEL_TOKENS_TEAM="evals",
+        FAKE_OPENAI=fake.openai_base_url,
+        **extra,
+    )
+    argv = [sys.executable, "-c", TASK_APP, mode]
+    return subprocess.run(argv, env=env, capture_output=True, timeout=60, cwd=tmp_path).returncode
+
+
+def _spans(receiver: _Receiver) -> list[Any]:
+    return [
+        s
+        for req in receiver.traces
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        if ss.scope.name == "otel_tokens"
+        for s in ss.spans
+    ]
+
+
+def _metrics(receiver: _Receiver) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for req in receiver.metrics:
+        for rm in req.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    out.setdefault(m.name, []).append(m)
+    return out
+
+
+@pytest.mark.parametrize(("mode", "outcome", "status"), [("ok", "success", 0), ("crash", "failure", 1)])
+def test_environment_task_is_one_task_run(
+    receiver: _Receiver, fake: Any, tmp_path: Path, mode: str, outcome: str, status: int
+) -> None:
+    assert _run_task_app(receiver, fake, tmp_path, mode) == status
+    spans = _spans(receiver)
+    (task,) = [s for s in spans if s.name == "invoke_workflow nightly-eval"]
+    calls = [s for s in spans if s is not task]
+    assert len(calls) == 2
+    assert all(c.parent_span_id == task.span_id and c.trace_id == task.trace_id for c in calls)
+    t = {a.key: _value(a.value) for a in task.attributes}
+    costs = [{a.key: _value(a.value) for a in c.attributes}[n.GEN_AI_USAGE_COST] for c in calls]
+    assert costs == [expected_cost("openai", "gpt-4o-mini", 1000 + i, 100) for i in range(2)]
+    assert t[n.TASK_COST] == pytest.approx(sum(costs), rel=1e-12)
+    assert (t[n.TASK_LLM_CALLS], t[n.TASK_OUTCOME], t[n.TASK_SIZE], t[n.TEAM]) == (2, outcome, "M", "evals")
+
+    metrics = _metrics(receiver)
+    (tasks,) = [p for m in metrics[n.M_TASKS] for p in m.sum.data_points]
+    labels = {a.key: _value(a.value) for a in tasks.attributes}
+    assert tasks.as_int == 1 and labels[n.TASK_OUTCOME] == outcome and labels[n.TASK_NAME] == "nightly-eval"
+    (task_cost,) = [p for m in metrics[n.M_TASK_COST] for p in m.histogram.data_points]
+    assert (task_cost.count, task_cost.sum) == (1, pytest.approx(sum(costs), rel=1e-12))
+
+
+def test_delta_temporality_unless_the_user_chose(receiver: _Receiver, fake: Any, tmp_path: Path) -> None:
+    delta, cumulative = 1, 2  # AggregationTemporality in the OTLP proto
+    assert _run_task_app(receiver, fake, tmp_path, "ok") == 0
+    metrics = _metrics(receiver)
+    assert {m.sum.aggregation_temporality for m in metrics[n.M_COST]} == {delta}
+    assert {m.sum.aggregation_temporality for m in metrics[n.M_CALLS]} == {delta}
+    assert {m.histogram.aggregation_temporality for m in metrics[n.M_TOKEN_USAGE]} == {delta}
+
+    receiver.metrics.clear()
+    pref = {"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "cumulative"}
+    assert _run_task_app(receiver, fake, tmp_path, "ok", **pref) == 0
+    metrics = _metrics(receiver)
+    assert {m.sum.aggregation_temporality for m in metrics[n.M_COST]} == {cumulative}
+    assert {m.histogram.aggregation_temporality for m in metrics[n.M_TOKEN_USAGE]} == {cumulative}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"BAGGAGE": PARENT_BAGGAGE}, {"OTEL_TOKENS_REPORT_DIR": "REPORT_DIR"}],
+    ids=["baggage", "report-dir"],
+)
+def test_a_child_of_a_task_is_not_a_task_of_its_own(
+    receiver: _Receiver, fake: Any, tmp_path: Path, extra: dict[str, str]
+) -> None:
+    extra = {k: v.replace("REPORT_DIR", str(tmp_path)) for k, v in extra.items()}
+    assert _run_task_app(receiver, fake, tmp_path, "ok", **extra) == 0
+    spans = _spans(receiver)
+    assert len(spans) == 2 and not [s for s in spans if s.name.startswith("invoke_workflow")]
+    assert n.M_TASKS not in _metrics(receiver)

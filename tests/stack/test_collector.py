@@ -54,7 +54,7 @@ SECOND_NS = 1_000_000_000
             True,
         ),
         ("content kept", None, {"OTEL_TOKENS_COLLECTOR_KEEP_CONTENT": "true"}, True),
-        ("unknown processor", ("[memory_limiter, transform/cardinality", "[memory_limiter, nope"), {}, False),
+        ("unknown processor", ("        - transform/arrival\n", "        - nope\n"), {}, False),
         (
             "bad transform OTTL",
             ('delete_key(span.attributes, "gen_ai.output.messages")', "delete_key("),
@@ -494,7 +494,8 @@ METRICS = [
     *[Metric(m, C, n.UNIT_TOKEN, MODALITY, m.replace(".", "_") + "_total", L_MODALITY) for m in SEMCONV],
 ]
 # fmt: on
-ALWAYS = {"job", "instance", "otel_scope_name", "otel_scope_version"}
+# No `instance`: the collector drops service.instance.id so processes share series.
+ALWAYS = {"job", "otel_scope_name", "otel_scope_version"}
 
 
 @pytest.fixture(scope="module")

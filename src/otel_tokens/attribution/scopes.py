@@ -16,8 +16,11 @@ cost, LLM-calls-per-task histograms and the finished-tasks counter.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
+import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -268,3 +271,63 @@ def agent(
     """An agent scope (``invoke_agent {name}``): LLM calls inside carry ``gen_ai.agent.name``
     and an iteration count of their own."""
     return ScopeManager("agent", name, {n.GEN_AI_AGENT_NAME: name}, tracer_provider, meter_provider)
+
+
+# --- a process attributed only by the environment is one task run ---------------------------
+_environment_task: ScopeManager | None = None
+
+
+def _has_parent_task(environ: Mapping[str, str]) -> bool:
+    """A parent process's task reached us (baggage or a report directory): we are part of it."""
+    if environ.get(n.ENV_REPORT_DIR):
+        return True
+    header = environ.get(n.ENV_BAGGAGE, "")
+    return any(key in header for key in (n.TASK_ID, n.TASK_NAME))
+
+
+def start_environment_task(environ: Mapping[str, str] | None = None) -> ScopeManager | None:
+    """At start-up: with ``OTEL_TOKENS_TASK`` set and no parent task, this process is one task
+    run, as under ``otel-tokens run``. The task scope is entered now (for the main thread and
+    every thread or child started after it) and ends at interpreter exit, emitting the task
+    span and task metrics; its outcome is ``failure`` when the process dies of an uncaught
+    exception. Call it after the providers are set: its atexit hook must run before theirs."""
+    global _environment_task
+    env = os.environ if environ is None else environ
+    name = env.get(n.ENV_TASK, "").strip()
+    if not name or _has_parent_task(env) or _environment_task is not None:
+        return None
+    manager = task(
+        name,
+        id=env.get(n.ENV_TASK_ID, "").strip() or None,
+        size=env.get(n.ENV_TASK_SIZE, "").strip() or None,
+        user=env.get(n.ENV_USER, "").strip() or None,
+        team=env.get(n.ENV_TEAM, "").strip() or None,
+    )
+    manager.__enter__()
+    _environment_task = manager
+    atexit.register(_end_environment_task, os.getpid())
+    return manager
+
+
+def _end_environment_task(pid: int) -> None:
+    global _environment_task
+    manager, _environment_task = _environment_task, None
+    if manager is None or pid != os.getpid():  # ended, discarded, or a forked copy
+        return
+    error = getattr(sys, "last_value", None)
+    if isinstance(error, BaseException) and not isinstance(error, (SystemExit, KeyboardInterrupt)):
+        manager.set_outcome(n.OUTCOME_FAILURE)
+    manager._token = None  # the context dies with the process; nothing to detach
+    manager.__exit__(None, None, None)
+    from otel_tokens.attribution.propagation import flush
+
+    flush(trace.get_tracer_provider(), metrics.get_meter_provider(), where="attribution.task_exit")
+
+
+def discard_environment_task() -> None:
+    """Forget the environment task without emitting it (``otel-tokens run`` opens its own)."""
+    global _environment_task
+    manager, _environment_task = _environment_task, None
+    if manager is not None and manager._token is not None:
+        otel_context.detach(manager._token)
+        manager._token = None

@@ -31,7 +31,7 @@ from otel_tokens import names as n
 from otel_tokens.agents.launch import configure, detect
 from otel_tokens.agents.receiver import AgentReceiver
 from otel_tokens.attribution.propagation import child_environ, flush
-from otel_tokens.attribution.scopes import task
+from otel_tokens.attribution.scopes import discard_environment_task, task
 from otel_tokens.guard import internal_error
 
 
@@ -124,6 +124,7 @@ def main(
             file=sys.stderr,
         )
         return 2
+    discard_environment_task()  # the start-up hook saw OTEL_TOKENS_TASK too: this task replaces it
     env = os.environ
     name = args.task or env.get(n.ENV_TASK) or os.path.basename(command[0])
     if tracer_provider is None and meter_provider is None:

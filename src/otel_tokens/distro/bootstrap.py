@@ -18,6 +18,11 @@ nothing is set by then, providers come from the standard ``OTEL_*`` variables:
 
 Traces and metrics are decided separately: a provider the app set for one is kept, the
 other is configured.
+
+Metrics we export are delta (counters, histograms) unless
+``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` says otherwise. With
+``OTEL_TOKENS_TASK`` set and no parent task, the process is one task run
+(`attribution.scopes.start_environment_task`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,20 @@ import os
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -78,12 +95,29 @@ def _otlp_metric_reader() -> MetricReader:
     if _grpc("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"):
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as G
 
-        exporter: Any = G()
+        exporter: Any = G(preferred_temporality=delta_temporality())
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as H
 
-        exporter = H()
+        exporter = H(preferred_temporality=delta_temporality())
     return PeriodicExportingMetricReader(exporter)
+
+
+def delta_temporality() -> dict[type, AggregationTemporality] | None:
+    """Delta for counters and histograms unless the user chose a temporality: a process
+    that exports once at exit then adds to the collector's long-lived series (deltatocumulative
+    there) instead of being a one-sample series of its own."""
+    if os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "").strip():
+        return None
+    delta, cumulative = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
+    return {
+        Counter: delta,
+        Histogram: delta,
+        ObservableCounter: delta,
+        UpDownCounter: cumulative,
+        ObservableUpDownCounter: cumulative,
+        ObservableGauge: cumulative,
+    }
 
 
 def _store_processor() -> SpanProcessor:
@@ -149,5 +183,8 @@ def start() -> None:
         from otel_tokens.instrumentation.instrumentor import instrument
 
         instrument()
+        from otel_tokens.attribution.scopes import start_environment_task
+
+        start_environment_task()  # after the providers: its exit hook runs before theirs
     except Exception as exc:
         internal_error("start-up", exc)

@@ -9,7 +9,8 @@ and Prometheus' `increase()` does not count a series' first sample: a CI job who
 export already carries its whole spend would show $0. `spent()` therefore takes, per
 series, the last value in the window minus the value at the window's start, or the whole
 last value for a series that started inside the window. It is exact for counters that do
-not reset inside the window (one process per series, which `service.instance.id` gives).
+not reset inside the window: the collector adds every process's deltas into one long-lived
+series per service and label set, which resets only when that collector restarts.
 """
 
 from __future__ import annotations
