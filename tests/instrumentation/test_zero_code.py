@@ -193,12 +193,12 @@ TASK_APP = textwrap.dedent(
         raise RuntimeError("the tool failed")
     """
 )
-PARENT_BAGGAGE = "otel_tokens.task.name=outer,otel_tokens.task.id=outer-1"
+PARENT = '{"otel_tokens.task.name": "outer", "otel_tokens.task.id": "outer-1"}'
 
 
 def _run_task_app(receiver: _Receiver, fake: Any, tmp_path: Path, mode: str, **extra: str) -> int:
     fake.enqueue(*(Reply.ok(input_tokens=1000 + i, output_tokens=100) for i in range(2)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST", "BAGGAGE"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST"))}
     env.update(
         OTEL_TOKENS_ENABLED="true",
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
@@ -276,8 +276,8 @@ def test_delta_temporality_unless_the_user_chose(receiver: _Receiver, fake: Any,
 
 @pytest.mark.parametrize(
     "extra",
-    [{"BAGGAGE": PARENT_BAGGAGE}, {"OTEL_TOKENS_REPORT_DIR": "REPORT_DIR"}],
-    ids=["baggage", "report-dir"],
+    [{"OTEL_TOKENS_PARENT": PARENT}, {"OTEL_TOKENS_REPORT_DIR": "REPORT_DIR"}],
+    ids=["parent-carrier", "report-dir"],
 )
 def test_a_child_of_a_task_is_not_a_task_of_its_own(
     receiver: _Receiver, fake: Any, tmp_path: Path, extra: dict[str, str]

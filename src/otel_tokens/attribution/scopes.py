@@ -278,11 +278,11 @@ _environment_task: ScopeManager | None = None
 
 
 def _has_parent_task(environ: Mapping[str, str]) -> bool:
-    """A parent process's task reached us (baggage or a report directory): we are part of it."""
+    """A parent process's task reached us (its carrier or a report directory): we are part of it."""
     if environ.get(n.ENV_REPORT_DIR):
         return True
-    header = environ.get(n.ENV_BAGGAGE, "")
-    return any(key in header for key in (n.TASK_ID, n.TASK_NAME))
+    carried = environ.get(n.ENV_PARENT, "")
+    return any(key in carried for key in (n.TASK_ID, n.TASK_NAME))
 
 
 def start_environment_task(environ: Mapping[str, str] | None = None) -> ScopeManager | None:
