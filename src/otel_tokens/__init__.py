@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from otel_tokens.budgets.errors import BudgetExceeded, ModelDenied
 from otel_tokens.version import __version__
 
-__all__ = ["__version__", "agent", "instrument", "task", "uninstrument"]
+__all__ = ["BudgetExceeded", "ModelDenied", "__version__", "agent", "instrument", "task", "uninstrument"]
 
 if TYPE_CHECKING:
     from otel_tokens.attribution.scopes import agent, task

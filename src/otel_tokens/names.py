@@ -99,11 +99,21 @@ LOOP_REPEAT: Final = "otel_tokens.loop.repeat"
 TRIGGER: Final = "otel_tokens.trigger"  # "ci" | "local"
 TOKEN_TYPE: Final = "otel_tokens.token.type"  # input|output|cache_read|cache_write|reasoning
 BUDGET_NAME: Final = "otel_tokens.budget.name"
+# budgets (issue 12): on blocked spans, threshold events and budget metrics
+BUDGET_SCOPE: Final = "otel_tokens.budget.scope"  # spans and logs only: may name a user or task id
+BUDGET_THRESHOLD: Final = "otel_tokens.budget.threshold"  # the fraction of the limit, e.g. 0.75
+BUDGET_SPENT: Final = "otel_tokens.budget.spent_usd"
+BUDGET_LIMIT: Final = "otel_tokens.budget.limit_usd"
+BUDGET_ESTIMATE: Final = "otel_tokens.budget.estimate_usd"
+BUDGET_RESETS_AT: Final = "otel_tokens.budget.resets_at"
+OUTCOME_BLOCKED: Final = "blocked"  # otel_tokens.outcome of a call a hard budget refused
+COST_STATUS_NOT_SENT: Final = "not_sent"  # otel_tokens.cost.status of a blocked call
 
 # span events
 EVENT_RETRY: Final = "otel_tokens.retry"
 EVENT_ATTEMPT_STATUS: Final = "http.response.status_code"
 EVENT_RETRY_WAIT: Final = "otel_tokens.retry.wait_s"
+EVENT_BUDGET_THRESHOLD: Final = "otel_tokens.budget.threshold"  # a soft threshold crossed by this call
 
 # --- metrics: GenAI semantic conventions -------------------------------------------------
 M_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
@@ -124,6 +134,9 @@ M_TASK_COST: Final = "otel_tokens.task.cost"  # histogram, USD, per finished tas
 M_TASK_LLM_CALLS: Final = "otel_tokens.task.llm_calls"  # histogram, {call}, per finished task
 M_TASKS: Final = "otel_tokens.tasks"  # counter, {task}, finished tasks by outcome
 M_CACHE_SAVINGS: Final = "otel_tokens.cache.savings"  # counter, USD saved by cache reads
+M_BUDGET_CROSSINGS: Final = "otel_tokens.budget.crossings"  # counter, by budget name and threshold
+M_BUDGET_UTILIZATION: Final = "otel_tokens.budget.utilization"  # gauge, spent / limit, by budget name
+M_BUDGET_LEDGER_ERRORS: Final = "otel_tokens.budget.ledger_errors"  # counter, by budget name
 
 UNIT_USD: Final = "USD"
 UNIT_TOKEN: Final = "{token}"
@@ -156,6 +169,9 @@ ENV_TASK_SIZE: Final = "OTEL_TOKENS_TASK_SIZE"
 ENV_HASH_USER_IDS: Final = "OTEL_TOKENS_HASH_USER_IDS"
 ENV_BUDGET_FILE: Final = "OTEL_TOKENS_BUDGET_FILE"  # budget file read by `otel-tokens stack generate`
 ENV_STORE: Final = "OTEL_TOKENS_STORE"
+ENV_BUDGETS: Final = "OTEL_TOKENS_BUDGETS"  # the budget file every instrumented process enforces
+ENV_LEDGER: Final = "OTEL_TOKENS_LEDGER"  # redis://... (default: the local SQLite ledger)
+ENV_RESERVATION_TTL: Final = "OTEL_TOKENS_RESERVATION_TTL_S"  # seconds a reservation may be held
 ENV_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
 # --- local store (issue 4) -------------------------------------------------------------

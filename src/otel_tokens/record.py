@@ -129,6 +129,7 @@ class CallRecord:
     retries: int = 0
     service_tier: str | None = None  # the tier the response reports (else the request's)
     speed: str | None = None  # Anthropic fast mode ("fast")
+    blocked_by: str | None = None  # the budget that refused the call before it was sent
 
     @property
     def model(self) -> str | None:

@@ -3,13 +3,15 @@
 Layers, lowest first (a module may import its own subpackage and anything lower):
   0  names, record, guard, version,     the vocabulary every layer shares, and the
      firstuse                           hook that configures providers at first use
-  1  pricing, attribution, store,       peers that never import each other
+  1  budgets                            the budget file, verdicts and ledger (pricer passed in),
+                                        read at run time by instrumentation and by stack
+  2  pricing, attribution, store,       peers that never import each other
      fakellm, stack
-  2  telemetry                          record -> span attributes and metric points
-  3  instrumentation, agents            patching and SDK adapters; coding-agent CLIs' telemetry
-  4  distro                             providers from the environment, start-up
-  5  cli                                the otel-tokens command
-  6  otel_tokens (the public API), __main__, _autostart
+  3  telemetry                          record -> span attributes and metric points
+  4  instrumentation, agents            patching and SDK adapters; coding-agent CLIs' telemetry
+  5  distro                             providers from the environment, start-up
+  6  cli                                the otel-tokens command
+  7  otel_tokens (the public API), __main__, _autostart
 
 The one upward edge allowed: the demo (cli) drives the public API as a user's code would.
 """
@@ -31,19 +33,20 @@ LAYERS: dict[str, int] = {
     "guard": 0,
     "version": 0,
     "firstuse": 0,
-    "pricing": 1,
-    "attribution": 1,
-    "store": 1,
-    "fakellm": 1,
-    "stack": 1,
-    "telemetry": 2,
-    "instrumentation": 3,
-    "agents": 3,
-    "distro": 4,
-    "cli": 5,
-    "": 6,
-    "__main__": 6,
-    "_autostart": 6,
+    "budgets": 1,
+    "pricing": 2,
+    "attribution": 2,
+    "store": 2,
+    "fakellm": 2,
+    "stack": 2,
+    "telemetry": 3,
+    "instrumentation": 4,
+    "agents": 4,
+    "distro": 5,
+    "cli": 6,
+    "": 7,
+    "__main__": 7,
+    "_autostart": 7,
 }
 
 ALLOWED = {("cli", "")}

@@ -208,6 +208,17 @@ def cmd_prices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_budgets(args: argparse.Namespace) -> int:
+    from otel_tokens.cli import budgets
+
+    if args.action == "check":
+        if not args.file:
+            print("otel-tokens: budgets check needs a FILE", file=sys.stderr)
+            return EXIT_USAGE
+        return budgets.check(args.file)
+    return budgets.status(args.file, args.json)
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     try:
         from otel_tokens.cli import run as run_module
@@ -246,6 +257,7 @@ examples:
   otel-tokens run --task nightly-triage -- python triage.py
   otel-tokens prune --older-than 30d
   otel-tokens prices check prices.yaml
+  otel-tokens budgets status
   otel-tokens stack generate --budgets budgets.yaml --out ./stack
 """
 
@@ -295,6 +307,16 @@ examples:
 
 Every problem is printed as FILE:LINE: what is wrong (fix: how), and the exit code is 2.
 At run time a bad entry is skipped (reported once) and the rest of the prices still apply.
+"""
+
+_BUDGETS_EPILOG = """\
+examples:
+  otel-tokens budgets check budgets.yaml     before pointing OTEL_TOKENS_BUDGETS at it
+  otel-tokens budgets status                 spent, limit, reserved and projection per budget
+  otel-tokens budgets status --json
+
+check prints every problem as FILE:LINE: what is wrong (fix: how) and exits 2. status reads
+the ledger OTEL_TOKENS_LEDGER names (default: the local SQLite ledger beside the store).
 """
 
 _PRUNE_EPILOG = """\
@@ -376,6 +398,17 @@ def build_parser() -> argparse.ArgumentParser:
     prices.set_defaults(func=cmd_prices)
     prices.add_argument("action", choices=("check",), help="what to do (check)")
     prices.add_argument("file", metavar="FILE", help="a YAML or JSON price file")
+
+    budgets = sub.add_parser("budgets", help="Check a budget file; show where each budget stands.",
+                             description="Check a budget file (OTEL_TOKENS_BUDGETS); show where each "
+                             "budget stands in the ledger.", epilog=_BUDGETS_EPILOG,
+                             formatter_class=fmt)  # fmt: skip
+    budgets.set_defaults(func=cmd_budgets)
+    budgets.add_argument("action", choices=("check", "status"), help="what to do")
+    budgets.add_argument(
+        "file", metavar="FILE", nargs="?", help=f"a budget file (status: default ${n.ENV_BUDGETS})"
+    )
+    budgets.add_argument("--json", action="store_true", help="status as a JSON array")
 
     stack = sub.add_parser("stack", help="Generate the team stack's rules, alerts and dashboards.",
                            description="Generate Prometheus rules (with promtool tests), Grafana "

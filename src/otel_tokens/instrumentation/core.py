@@ -15,14 +15,19 @@ import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from otel_tokens import names as n
-from otel_tokens.guard import internal_error
+from otel_tokens.attribution.context import current_scope
+from otel_tokens.budgets.errors import BudgetExceeded
+from otel_tokens.guard import guarded, internal_error
 from otel_tokens.pricing.providers import ProviderResolver
 from otel_tokens.record import CallRecord
 from otel_tokens.telemetry.callstate import CallState, enter_call, exit_call
 from otel_tokens.telemetry.recorder import Call, Recorder
+
+if TYPE_CHECKING:
+    from otel_tokens.budgets.gate import Gate, Ticket
 
 
 class StreamObserver(Protocol):
@@ -60,6 +65,7 @@ class Endpoint:
 class _Active:
     recorder: Recorder | None = None
     capture_content: bool = False
+    gate: Gate | None = None  # budgets (OTEL_TOKENS_BUDGETS), checked before each call
 
 
 active = _Active()
@@ -72,6 +78,12 @@ def _truthy(value: str | None) -> bool:
 def set_recorder(recorder: Recorder | None) -> None:
     active.recorder = recorder
     active.capture_content = _truthy(os.environ.get(n.ENV_CAPTURE_CONTENT))
+    active.gate = None
+    if recorder is not None and os.environ.get(n.ENV_BUDGETS):
+        with guarded("budgets"):
+            from otel_tokens.budgets.gate import gate_from_env
+
+            active.gate = gate_from_env(lambda: recorder.pricer, recorder.meter)
 
 
 def _server_of(resource: Any, recorder: Recorder, sdk_provider: str) -> tuple[str, tuple[str, int | None]]:
@@ -115,11 +127,26 @@ def _error_type(exc: BaseException) -> str:
 class _Pending:
     """Request facts captured at call start, used to build the final record."""
 
-    __slots__ = ("base", "call")
+    __slots__ = ("base", "call", "ticket")
 
     def __init__(self, call: Call, base: CallRecord) -> None:
         self.call = call
         self.base = base
+        self.ticket: Ticket | None = None
+
+
+def _admit(pending: _Pending, kwargs: Mapping[str, Any]) -> None:
+    """The pre-call hook: a hard budget may refuse the call before anything is sent."""
+    gate = active.gate
+    if gate is None:
+        return
+    try:
+        pending.ticket = gate.admit(pending.base, kwargs, current_scope().span_attributes)
+    except BudgetExceeded as exc:
+        _finish(pending, replace(pending.base, error_type=_error_type(exc), blocked_by=exc.budget))
+        raise
+    except Exception as exc:
+        internal_error("budget check", exc)
 
 
 def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pending | None:
@@ -158,6 +185,10 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
 
 
 def _finish(pending: _Pending, record: CallRecord) -> None:
+    ticket, pending.ticket = pending.ticket, None
+    if ticket is not None:
+        with guarded("budget settle"):
+            ticket.settle(record, pending.call.span)
     try:
         pending.call.finish(record)
     except Exception as exc:
@@ -417,6 +448,7 @@ def wrap(
             pending = _begin(endpoint, self, kwargs)
             if pending is None:
                 return await original(self, *args, **kwargs)
+            _admit(pending, kwargs)
             token = _enter(pending)
             try:
                 result = await original(self, *args, **kwargs)
@@ -442,6 +474,7 @@ def wrap(
         pending = _begin(endpoint, self, kwargs)
         if pending is None:
             return original(self, *args, **kwargs)
+        _admit(pending, kwargs)
         token = _enter(pending)
         try:
             result = original(self, *args, **kwargs)
@@ -540,10 +573,19 @@ def _deferred(request: Any, endpoint: Endpoint, resource: Any, kwargs: Mapping[s
     """The sync manager holds a request function; the async one holds an awaitable."""
     if inspect.isawaitable(request):
         wrapped = wrap(lambda _resource, **_kwargs: request, endpoint, is_async=True)
-        return wrapped(resource, **kwargs)
+        return _closing(wrapped(resource, **kwargs), request)
     is_async = inspect.iscoroutinefunction(request) or _is_async_partial(request)
     wrapped = wrap(lambda _resource, **_kwargs: request(), endpoint, is_async=is_async)
     return functools.partial(wrapped, resource, **kwargs)
+
+
+async def _closing(call: Any, request: Any) -> Any:
+    """Await `call`; a request coroutine it never awaited (a refused call) is closed unsent."""
+    try:
+        return await call
+    finally:
+        if inspect.iscoroutine(request):
+            request.close()
 
 
 def _is_async_partial(fn: Any) -> bool:

@@ -41,7 +41,8 @@ class Recorder:
         pricer: Pricer | None = None,
     ) -> None:
         self.tracer = trace.get_tracer(n.SCOPE, __version__, tracer_provider=tracer_provider)
-        self.metrics = instruments_for(get_meter(n.SCOPE, __version__, meter_provider=meter_provider))
+        self.meter = get_meter(n.SCOPE, __version__, meter_provider=meter_provider)
+        self.metrics = instruments_for(self.meter)
         self._pricer = pricer
 
     @property
@@ -154,13 +155,17 @@ class Call:
             if record.usage_reported
             else None
         )
-        if record.error_type is not None and not record.partial:
+        if record.blocked_by is not None:
+            outcome = n.OUTCOME_BLOCKED
+        elif record.error_type is not None and not record.partial:
             outcome = "error"
         elif record.partial or record.error_type is not None:
             outcome = "partial"
         else:
             outcome = "success"
-        if not record.usage_reported:
+        if record.blocked_by is not None:
+            cost_status = n.COST_STATUS_NOT_SENT
+        elif not record.usage_reported:
             cost_status = "unknown_usage"
             if outcome == "success":
                 _say_usage_unknown(record)
@@ -207,6 +212,8 @@ class Call:
                 attrs[n.CACHE_SAVINGS] = float(price.cache_savings)
         if record.error_type is not None:
             attrs[n.ERROR_TYPE] = record.error_type
+        if record.blocked_by is not None:
+            attrs[n.BUDGET_NAME] = record.blocked_by
         span.set_attributes(attrs)
         for attempt in retries:
             event: dict[str, Any] = {n.RETRY_REASON: attempt.reason, n.EVENT_RETRY_WAIT: attempt.wait_s}
@@ -234,6 +241,8 @@ class Call:
         ours[n.COST_STATUS] = cost_status
         if self.source is not None:
             ours[n.SOURCE] = self.source
+        if record.blocked_by is not None:
+            ours[n.BUDGET_NAME] = record.blocked_by
         if record.server_address is not None:
             base[n.SERVER_ADDRESS] = record.server_address
             if record.server_port is not None:
@@ -270,7 +279,8 @@ class Call:
         m.ours.add(ours, sums)
         for attempt in retries:
             m.retries.add(1, {**ours, n.RETRY_REASON: attempt.reason}, span_context)
-        self._scope.add_call(record, price.total if price is not None else None)
+        if record.blocked_by is None:  # a refused call never reached the provider
+            self._scope.add_call(record, price.total if price is not None else None)
 
 
 _models: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
