@@ -43,11 +43,22 @@ def _kwargs(provider: str, mode: str) -> dict[str, Any]:
     return kw
 
 
+def _genai_price(provider: str, **usage: int) -> float:
+    import genai_prices
+
+    total = genai_prices.calc_price(genai_prices.Usage(**usage), MODELS[provider], provider_id=provider)
+    return float(total.total_price)
+
+
 def _estimate(provider: str, kwargs: dict[str, Any]) -> float:
+    """The documented bound: the dearest of uncached, 5-minute and 1-hour cache-write input."""
     inp = _input_bytes(kwargs)
-    plain = expected_cost(provider, MODELS[provider], inp, MAX_TOKENS)
-    as_writes = expected_cost(provider, MODELS[provider], inp, MAX_TOKENS, cw=inp)
-    return max(plain, as_writes)
+    io = {"input_tokens": inp, "output_tokens": MAX_TOKENS}
+    return max(
+        _genai_price(provider, **io),
+        _genai_price(provider, **io, cache_write_tokens=inp),
+        _genai_price(provider, **io, cache_write_tokens=inp, cache_write_1h_tokens=inp),
+    )
 
 
 def _call_sync(fake: Any, provider: str, mode: str) -> None:

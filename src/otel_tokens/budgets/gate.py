@@ -236,7 +236,9 @@ class Ticket:
     def cost(self, record: CallRecord) -> int:
         if record.usage_reported:
             gate = self.gate
-            price = gate.price_fn(record.provider, record.model, record.service_tier, record.speed)(record.usage)
+            price = gate.price_fn(record.provider, record.model, record.service_tier, record.speed)(
+                record.usage
+            )
             return to_nano(price) if price is not None else 0
         if record.error_type is not None and not record.partial:
             return 0  # failed before any answer: nothing to bill, the reservation is released
