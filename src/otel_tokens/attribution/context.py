@@ -34,6 +34,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
@@ -41,6 +42,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_tokens import names as n
 from otel_tokens.attribution import ci
@@ -204,6 +207,9 @@ def pseudonymise_user(user: str) -> str:
 
 
 # --- scopes --------------------------------------------------------------------------------
+_live: weakref.WeakSet[Scope] = weakref.WeakSet()  # for the fork hook below
+
+
 class Scope:
     """One attribution scope: the process root, a task, an agent, or a remote continuation."""
 
@@ -225,14 +231,22 @@ class Scope:
         self.name = name
         self.parent = parent
         self.report_dir = report_dir  # where this scope reports its totals at its end
+        # the scope's span (ids only, never the span): the parent of spans started in the
+        # scope where no span is current, e.g. in a thread or pool worker it was handed to
+        self.span_context: trace.SpanContext | None = None
+        self.ended = False  # set when a task/agent scope has reported its rollup
         self._lock = threading.Lock()
         self._iterations = 0
         self._seen: dict[int, None] = {}
         self._totals = Totals()
         self._children_dir: str | None = None
+        _live.add(self)
 
     def __repr__(self) -> str:
         return f"<Scope {self.kind} {self.name!r}>"
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # another thread of the parent may have held it
 
     def child(
         self, kind: str, name: str, attrs: Mapping[str, AttrValue | None], *, drop: tuple[str, ...] = ()
@@ -331,6 +345,14 @@ class Scope:
             logger.debug("otel-tokens: cannot report totals to %s: %s", self.report_dir, exc)
 
 
+def span_parent(scope: Scope, ctx: otel_context.Context | None = None) -> otel_context.Context | None:
+    """`ctx` (default: the current context) with the scope's span as the current span when
+    no span is current there; None when nothing needs to change."""
+    if scope.span_context is None or trace.get_current_span(ctx).get_span_context().is_valid:
+        return ctx
+    return trace.set_span_in_context(trace.NonRecordingSpan(scope.span_context), ctx)
+
+
 def parent_carrier(scope: Scope) -> str | None:
     """The ``OTEL_TOKENS_PARENT`` value for a child process started inside `scope`."""
     carried = {k: str(scope.span_attributes[k]) for k in CARRIED_KEYS if k in scope.span_attributes}
@@ -374,12 +396,18 @@ def scope_from_environ(environ: Mapping[str, str], *, kind: str = "root") -> Sco
         if value:
             attrs[attr] = pseudonymise_user(value) if attr == n.USER_ID else value
     name = attrs.get(n.TASK_NAME)
-    return Scope(
+    scope = Scope(
         attrs,
         kind=kind,
         name=str(name) if name is not None else None,
         report_dir=environ.get(n.ENV_REPORT_DIR) or None,
     )
+    if environ.get(n.ENV_TRACEPARENT):
+        headers = {"traceparent": environ[n.ENV_TRACEPARENT], "tracestate": environ.get(n.ENV_TRACESTATE, "")}
+        ctx = TraceContextTextMapPropagator().extract(headers, context=otel_context.Context())
+        span_context = trace.get_current_span(ctx).get_span_context()
+        scope.span_context = span_context if span_context.is_valid else None
+    return scope
 
 
 _root: Scope | None = None
@@ -408,10 +436,32 @@ def root_scope() -> Scope:
     return root
 
 
+def _after_fork_in_child() -> None:
+    """A forked child (a gunicorn worker, a fork-started pool worker) starts its own root
+    scope from zero (the parent's totals are the parent's to report) and gets fresh locks."""
+    global _root, _root_lock
+    _root_lock = threading.Lock()
+    _root = None
+    for scope in list(_live):
+        scope._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def current_scope() -> Scope:
-    """The innermost task/agent scope in the current OpenTelemetry context, else the root."""
+    """The innermost open task/agent scope in the current OpenTelemetry context, else the root.
+
+    A scope that has ended (a thread started inside it outlived it) hands over to its
+    nearest open parent: its totals were already reported.
+    """
     scope = otel_context.get_value(SCOPE_KEY)
-    return scope if isinstance(scope, Scope) else root_scope()
+    while isinstance(scope, Scope):
+        if not scope.ended:
+            return scope
+        scope = scope.parent
+    return root_scope()
 
 
 def reset_for_tests(environ: Mapping[str, str] | None = None) -> None:

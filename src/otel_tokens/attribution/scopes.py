@@ -40,6 +40,7 @@ from otel_tokens.attribution.context import (
     Totals,
     current_scope,
     pseudonymise_user,
+    span_parent,
 )
 from otel_tokens.firstuse import ensure_configured
 from otel_tokens.guard import internal_error
@@ -161,8 +162,12 @@ class ScopeManager:
                 name_key: self.name,
                 **scope.span_attributes,
             }
-            self.span = tracer.start_span(f"{op} {self.name}", kind=SpanKind.INTERNAL, attributes=span_attrs)
-            ctx = otel_context.set_value(SCOPE_KEY, scope, trace.set_span_in_context(self.span))
+            parent_ctx = span_parent(parent)  # in a thread or pool worker: the parent's span, by ids
+            self.span = tracer.start_span(
+                f"{op} {self.name}", parent_ctx, kind=SpanKind.INTERNAL, attributes=span_attrs
+            )
+            scope.span_context = self.span.get_span_context()
+            ctx = otel_context.set_value(SCOPE_KEY, scope, trace.set_span_in_context(self.span, parent_ctx))
         except Exception as exc:
             internal_error("attribution.enter", exc)
             ctx = otel_context.set_value(SCOPE_KEY, scope)
@@ -180,6 +185,7 @@ class ScopeManager:
         except Exception as error:
             internal_error("attribution.exit", error)
         finally:
+            scope.ended = True  # threads started inside it fall back to its parent from now on
             if self._token is not None:
                 otel_context.detach(self._token)
                 self._token = None

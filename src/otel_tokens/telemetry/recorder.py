@@ -18,7 +18,7 @@ from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from otel_tokens import names as n
-from otel_tokens.attribution.context import Scope, bounded, current_scope
+from otel_tokens.attribution.context import Scope, bounded, current_scope, span_parent
 from otel_tokens.firstuse import ensure_configured
 from otel_tokens.pricing.pricer import Pricer, default_pricer
 from otel_tokens.record import CallRecord
@@ -97,8 +97,11 @@ class Recorder:
         if source is not None:
             attrs[n.SOURCE] = source
         name = f"{operation} {model}" if model else operation
-        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        parent = span_parent(scope)  # in a thread or pool worker: the task's span, by ids
+        span = self.tracer.start_span(
+            name, parent, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
         call = Call(self, span, token, scope, repeat)
         call.source = source
         return call
