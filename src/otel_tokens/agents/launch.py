@@ -187,6 +187,31 @@ def _gemini(env: dict[str, str], endpoint: str | None) -> None:
         _setdefault(env, values)
 
 
+def configure_descendants(env: Mapping[str, str], endpoint: str) -> dict[str, str]:
+    """For a command that is not an agent itself (a script, a shell, a Python agent) on the
+    embedded default: a Claude Code or Gemini CLI it starts, at any depth, exports its per-call
+    logs to our receiver. Logs only, and under the signal-specific variable, so Python children
+    still find no OTLP endpoint and write to the store. (Codex takes ``-c`` or its config file,
+    never the environment: run it as the command itself.)"""
+    out = dict(env)
+    _setdefault(
+        out,
+        {
+            "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+            "OTEL_LOGS_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"{endpoint.rstrip('/')}/v1/logs",
+            "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf",
+            "OTEL_LOGS_EXPORT_INTERVAL": "1000",
+            "GEMINI_TELEMETRY_ENABLED": "true",
+            "GEMINI_TELEMETRY_TARGET": "local",
+            "GEMINI_TELEMETRY_OTLP_ENDPOINT": endpoint,
+            "GEMINI_TELEMETRY_OTLP_PROTOCOL": "http",
+            "GEMINI_TELEMETRY_LOG_PROMPTS": "false",
+        },
+    )
+    return out
+
+
 def configure(
     command: Sequence[str], env: Mapping[str, str], *, endpoint: str | None, resource: Mapping[str, str]
 ) -> Launch:

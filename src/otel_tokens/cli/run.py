@@ -9,9 +9,11 @@ under it report their LLM totals back, so the task span's rollup covers the whol
 
 A coding-agent command (``claude``, ``codex``, ``gemini``, also through ``npx``) gets its own
 telemetry switched on for the run (`otel_tokens.agents.launch`) with the task's attributes in
-``OTEL_RESOURCE_ATTRIBUTES``. With no OTLP endpoint configured, the agent exports to a loopback
-receiver that records each of its API calls as an LLM call of the task (the embedded default);
-with one, the agent exports there itself (the team collector turns its logs into metrics).
+``OTEL_RESOURCE_ATTRIBUTES``. With no OTLP endpoint configured (the embedded default), a
+loopback receiver runs for the command's lifetime and records each agent API call as an LLM
+call of the task; a Claude Code or Gemini CLI started deeper down (by a script or a Python
+agent) is pointed at it too. With an endpoint, the agent exports there itself (the team
+collector turns its per-call logs into metrics).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from otel_tokens import names as n
-from otel_tokens.agents.launch import configure, detect
+from otel_tokens.agents.launch import configure, configure_descendants, detect
 from otel_tokens.agents.receiver import AgentReceiver
 from otel_tokens.attribution.propagation import child_environ, flush
 from otel_tokens.attribution.scopes import discard_environment_task, task
@@ -153,16 +155,18 @@ def main(
             child[n.ENV_ENABLED] = "true"
         receiver: AgentReceiver | None = None
         agent, _ = detect(command)
-        if agent is not None:
-            from otel_tokens.distro.bootstrap import otlp_configured
+        from otel_tokens.distro.bootstrap import otlp_configured
 
-            if not otlp_configured(child):
-                receiver = _start_receiver(tracer_provider, meter_provider)
+        if not otlp_configured(child):  # the embedded default: agents' calls come to us
+            receiver = _start_receiver(tracer_provider, meter_provider)
+        if agent is not None:
             resource = {k: str(attrs[k]) for k in _RESOURCE_KEYS if k in attrs}
             launch = configure(
                 command, child, endpoint=receiver.endpoint if receiver else None, resource=resource
             )
             command, child = launch.command, launch.env
+        elif receiver is not None:
+            child = configure_descendants(child, receiver.endpoint)
         try:
             proc = subprocess.Popen(command, env=child)
         except FileNotFoundError:

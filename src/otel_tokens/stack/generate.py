@@ -1,8 +1,9 @@
 """`otel-tokens stack generate`: write the stack files for a budget file into a directory.
 
 The layout under ``--out`` is the repository's: ``dashboards/*.json``,
-``deploy/prometheus/rules``, ``deploy/prometheus/tests`` and
-``deploy/grafana/provisioning/alerting``.
+``deploy/prometheus/rules``, ``deploy/prometheus/tests``,
+``deploy/grafana/provisioning/alerting`` and ``collector/agents.yaml`` (the coding-agent
+pipeline with prices generated from genai-prices).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def generate(out: Path, budgets: Path | None = None) -> list[Path]:
         parsed = load_budgets(budgets if budgets is not None else budget_file())
     except BudgetError as exc:
         raise StackError(str(exc)) from None
-    from otel_tokens.stack import dashboards
+    from otel_tokens.stack import agents, dashboards
 
-    return dashboards.write_all(out) + write_rules(out, budgets=parsed)
+    return dashboards.write_all(out) + write_rules(out, budgets=parsed) + agents.write(out)
 
 
 def write_rules(

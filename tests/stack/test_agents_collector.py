@@ -1,0 +1,77 @@
+"""The real coding-agent CLIs through `otel-tokens run` into the real collector and Prometheus:
+the collector alone (collector/agents.yaml: OTTL normalisation, generated genai-prices rates,
+signal_to_metrics) makes otel_tokens.cost equal to the sum of the calls' genai-prices costs."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agents.agent_runs import RUNS, oracle
+from tests.agents.conftest import clean_env, otel_tokens_run
+from tests.stack.conftest import Stack
+from tests.stack.test_collector import wait_until
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+def _query(stack: Stack, expr: str) -> list[dict[str, Any]]:
+    url = f"{stack.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def _value(stack: Stack, expr: str) -> float | None:
+    result = _query(stack, expr)
+    return float(result[0]["value"][1]) if result else None
+
+
+@pytest.mark.parametrize("source", sorted(RUNS))
+def test_agent_spend_through_the_collector(source: str, stack: Stack, fake: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    run = RUNS[source](fake, home)
+    fake.enqueue(*run.replies)
+    task = f"collector-{source}"
+    env = clean_env(home, {**run.env, "OTEL_EXPORTER_OTLP_ENDPOINT": stack.otlp_endpoint})
+    args = ["--task", task, "--size", "L", "--user", "bob", "--team", "infra", "--"]
+    done = otel_tokens_run([*args, *run.command], env, home)
+    assert done.returncode == 0, done.stderr
+    want = oracle(fake)
+    assert want.calls >= 2
+    sel = f'otel_tokens_task_name="{task}"'
+    cost = f"sum(otel_tokens_cost_USD_total{{{sel}}})"
+    calls = f"sum(otel_tokens_calls_total{{{sel}}})"
+    wait_until(lambda: _value(stack, calls) == want.calls and _value(stack, cost) is not None, 30)
+    got = _value(stack, cost)
+    assert got is not None
+    assert abs(Decimal(repr(got)) - want.cost) <= want.cost * Decimal("1e-9"), (got, want.cost)
+    assert _value(stack, calls) == want.calls
+    tokens = {
+        s["metric"]["otel_tokens_token_type"]: float(s["value"][1])
+        for s in _query(stack, f"sum by (otel_tokens_token_type) (otel_tokens_tokens_total{{{sel}}})")
+    }
+    assert tokens["input"] == want.input_tokens
+    assert tokens["output"] == want.output_tokens
+    assert tokens.get("cache_read", 0) == want.cache_read_tokens
+    (series,) = _query(stack, f"otel_tokens_cost_USD_total{{{sel}}}")
+    labels = series["metric"]
+    assert labels["otel_tokens_source"] == source
+    assert (labels["user_id"], labels["otel_tokens_team"], labels["otel_tokens_task_size"]) == (
+        "bob",
+        "infra",
+        "L",
+    )
+    assert labels["otel_tokens_cost_status"] == "priced"
+    assert not {
+        k for k in labels if "session" in k or "conversation" in k or (k.endswith("_id") and k != "user_id")
+    }
