@@ -75,3 +75,12 @@ def test_agent_spend_through_the_collector(source: str, stack: Stack, fake: Any,
     assert not {
         k for k in labels if "session" in k or "conversation" in k or (k.endswith("_id") and k != "user_id")
     }
+
+
+def test_agents_own_metrics_carry_no_session_ids(stack: Stack) -> None:
+    """Runs above exported the agents' own metrics too; none reaches Prometheus with an id label."""
+    wait_until(lambda: bool(_query(stack, 'count({__name__=~"claude_code_.*|codex_.*|gemini_cli_.*"})')), 20)
+    native = _query(stack, '{__name__=~"claude_code_.*|codex_.*|gemini_cli_.*"}')
+    assert native, "no agent-native metrics arrived: the check below would prove nothing"
+    ids = {k for s in native for k in s["metric"] if k in ("session_id", "conversation_id", "prompt_id")}
+    assert ids == set()
