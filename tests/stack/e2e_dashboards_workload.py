@@ -6,7 +6,10 @@ the fake LLM server inside `otel_tokens.task` scopes. To give the test independe
 expected values it adds one extra span processor to the global tracer provider that the
 start-up hook configured, writing every finished span's attributes to a JSON-lines file.
 
-    python e2e_dashboards_workload.py {main|ci|spike} OUT.jsonl
+Every step but the spike baseline is a short-lived process: a few calls, then exit (its
+metrics leave in the one export at exit, its task span too).
+
+    python e2e_dashboards_workload.py STEP OUT.jsonl [BASELINE_S]    (STEP: see STEPS)
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 
 import otel_tokens
 from otel_tokens.fakellm import FakeLLM, Reply
-
-EXPORT_GAP_S = 1.2  # > OTEL_METRIC_EXPORT_INTERVAL, so counters grow between exports
+from otel_tokens.firstuse import ensure_configured
 
 
 class JsonLinesExporter(SpanExporter):
@@ -68,54 +70,54 @@ def message(client: anthropic.Anthropic, model: str, text: str = "hi", stream: b
     return client.messages.create(**kwargs)
 
 
-def main_phase(fake: FakeLLM, oa: openai.OpenAI, an: anthropic.Anthropic) -> None:
-    for i in range(3):  # three peers of the same task name and size; one call retries a 429
-        with otel_tokens.task("summarise", size="S", user="alice", team="e2e-a"):
-            if i == 1:
-                fake.enqueue(Reply.error(429, retry_after=0.001))
-            fake.enqueue(Reply.ok(input_tokens=1200 + 100 * i, output_tokens=150))
-            chat(oa, "gpt-4o-mini", f"summarise {i}")
-            fake.enqueue(Reply.ok(input_tokens=800, output_tokens=90 + i, cache_read=512))
-            chat(oa, "gpt-4o", f"check {i}")
-        time.sleep(EXPORT_GAP_S)
+def summarise(fake: FakeLLM, oa: openai.OpenAI, i: int) -> None:
+    """One of three peers of the same task name and size; the second retries a 429."""
+    with otel_tokens.task("summarise", size="S", user="alice", team="e2e-a"):
+        if i == 1:
+            fake.enqueue(Reply.error(429, retry_after=0.001))
+        fake.enqueue(Reply.ok(input_tokens=1200 + 100 * i, output_tokens=150))
+        chat(oa, "gpt-4o-mini", f"summarise {i}")
+        fake.enqueue(Reply.ok(input_tokens=800, output_tokens=90 + i, cache_read=512))
+        chat(oa, "gpt-4o", f"check {i}")
+
+
+def research(fake: FakeLLM, oa: openai.OpenAI, an: anthropic.Anthropic) -> None:
     with otel_tokens.task("research", size="L", user="bob", team="e2e-b"):
         for _ in range(3):  # the same request three times: two loop repeats
             fake.enqueue(Reply.ok(input_tokens=3000, output_tokens=400, cache_read=2048, cache_write=0))
             message(an, "claude-sonnet-4-20250514", "find sources")
-            time.sleep(EXPORT_GAP_S)
         fake.enqueue(Reply.ok(input_tokens=500, output_tokens=50))
         message(an, "claude-haiku-4-5-20251001", "wrap up")
         fake.enqueue(Reply.ok(input_tokens=700, output_tokens=40))
         chat(oa, "e2e-unknown-model", "unpriced")  # no price: counted, not costed
-    for k in range(2):
-        try:
-            with otel_tokens.task("broken", size="M", user="alice", team="e2e-a"):
-                fake.enqueue(Reply.ok(input_tokens=2000, output_tokens=300 + k))
-                chat(oa, "gpt-4o", f"attempt {k}")
-                # a stream cut after the model started answering: tokens billed, outcome partial
-                fake.enqueue(Reply.ok(input_tokens=900, output_tokens=200, cut_after=2))
-                try:
-                    message(an, "claude-haiku-4-5-20251001", f"stream {k}", stream=True)
-                except Exception:
-                    pass
-                raise RuntimeError("tool failed")
-        except RuntimeError:
-            pass
-        time.sleep(EXPORT_GAP_S)
 
 
-def ci_phase(fake: FakeLLM, oa: openai.OpenAI, an: anthropic.Anthropic) -> None:
-    for i in range(2):
-        with otel_tokens.task("eval", size="M", team="e2e-ci"):
-            fake.enqueue(Reply.ok(input_tokens=4000, output_tokens=500 + i))
-            chat(oa, "gpt-4o", f"eval {i}")
-            fake.enqueue(Reply.ok(input_tokens=1000, output_tokens=100))
-            message(an, "claude-haiku-4-5-20251001", f"grade {i}")
-        time.sleep(EXPORT_GAP_S)
+def broken(fake: FakeLLM, oa: openai.OpenAI, an: anthropic.Anthropic, k: int) -> None:
+    try:
+        with otel_tokens.task("broken", size="M", user="alice", team="e2e-a"):
+            fake.enqueue(Reply.ok(input_tokens=2000, output_tokens=300 + k))
+            chat(oa, "gpt-4o", f"attempt {k}")
+            # a stream cut after the model started answering: tokens billed, outcome partial
+            fake.enqueue(Reply.ok(input_tokens=900, output_tokens=200, cut_after=2))
+            try:
+                message(an, "claude-haiku-4-5-20251001", f"stream {k}", stream=True)
+            except Exception:
+                pass
+            raise RuntimeError("tool failed")
+    except RuntimeError:
+        pass
 
 
-def spike_phase(fake: FakeLLM, oa: openai.OpenAI, an: anthropic.Anthropic, baseline_s: float) -> None:
-    """A steady trickle of cheap calls, then a burst of very expensive ones."""
+def ci_eval(fake: FakeLLM, oa: openai.OpenAI, an: anthropic.Anthropic, i: int) -> None:
+    """A CI step attributed by OTEL_TOKENS_TASK only: the process itself is the task run."""
+    fake.enqueue(Reply.ok(input_tokens=4000, output_tokens=500 + i))
+    chat(oa, "gpt-4o", f"eval {i}")
+    fake.enqueue(Reply.ok(input_tokens=1000, output_tokens=100))
+    message(an, "claude-haiku-4-5-20251001", f"grade {i}")
+
+
+def spike_baseline(fake: FakeLLM, oa: openai.OpenAI, baseline_s: float) -> None:
+    """A long-lived worker: a steady trickle of cheap calls, exported every interval."""
     deadline = time.monotonic() + baseline_s
     i = 0
     while time.monotonic() < deadline:
@@ -124,17 +126,46 @@ def spike_phase(fake: FakeLLM, oa: openai.OpenAI, an: anthropic.Anthropic, basel
             chat(oa, "gpt-4o-mini", f"triage {i}")
         i += 1
         time.sleep(0.5)
-    # The burst goes through the same series as the baseline (same model, task and team):
-    # rate() ignores the first sample of a new series, so a burst on a brand-new label set
-    # would be invisible to the spend-rate rules until that series grows again.
+
+
+def spike_burst(fake: FakeLLM, oa: openai.OpenAI) -> None:
+    """A new, short-lived process with the worker's labels: the collector adds its spend to
+    the worker's series, so the spend-rate rules see the burst (as its own one-sample series
+    it would be invisible to rate())."""
     with otel_tokens.task("triage", size="S", team="e2e-spike"):
         for j in range(3):
             fake.enqueue(Reply.ok(input_tokens=20_000_000, output_tokens=1_000_000))
             chat(oa, "gpt-4o-mini", f"huge {j}")
-    time.sleep(3 * EXPORT_GAP_S)
 
 
-def run(phase: str, out: Path, baseline_s: float = 40.0) -> None:
+# phase -> the short-lived processes it runs (the spike baseline is the one long-lived worker)
+STEPS: dict[str, tuple[str, ...]] = {
+    "main": ("summarise:0", "summarise:1", "summarise:2", "research", "broken:0", "broken:1"),
+    "ci": ("eval:0", "eval:1"),
+    "spike": ("baseline",),
+}
+
+
+def step(fake: FakeLLM, oa: openai.OpenAI, an: anthropic.Anthropic, name: str, baseline_s: float) -> None:
+    what, _, arg = name.partition(":")
+    if what == "summarise":
+        summarise(fake, oa, int(arg))
+    elif what == "research":
+        research(fake, oa, an)
+    elif what == "broken":
+        broken(fake, oa, an, int(arg))
+    elif what == "eval":
+        ci_eval(fake, oa, an, int(arg))
+    elif what == "baseline":
+        spike_baseline(fake, oa, baseline_s)
+    elif what == "burst":
+        spike_burst(fake, oa)
+    else:
+        raise SystemExit(f"unknown step {name!r}")
+
+
+def run(name: str, out: Path, baseline_s: float = 40.0) -> None:
+    ensure_configured()  # what the first LLM call would do: providers from the environment
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         raise SystemExit("OTEL_TOKENS_ENABLED start-up did not configure an SDK tracer provider")
@@ -142,14 +173,7 @@ def run(phase: str, out: Path, baseline_s: float = 40.0) -> None:
     with FakeLLM() as fake:
         oa = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-test-e2e", max_retries=2)
         an = anthropic.Anthropic(base_url=fake.anthropic_base_url, api_key="sk-ant-test-e2e", max_retries=2)
-        time.sleep(EXPORT_GAP_S)
-        if phase == "main":
-            main_phase(fake, oa, an)
-        elif phase == "ci":
-            ci_phase(fake, oa, an)
-        else:
-            spike_phase(fake, oa, an, baseline_s)
-        time.sleep(EXPORT_GAP_S)
+        step(fake, oa, an, name, baseline_s)
 
 
 if __name__ == "__main__":

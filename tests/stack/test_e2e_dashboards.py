@@ -1,9 +1,12 @@
 """Every dashboard panel query and every rule, executed against the live stack.
 
-Three workload processes (tests/stack/e2e_dashboards_workload.py) use the real openai and
-anthropic SDKs against the fake LLM server, instrumented only by OTEL_TOKENS_ENABLED=true
-and the standard OTLP variables pointing at the built collector, which remote-writes to
-Prometheus. Then:
+The workload (tests/stack/e2e_dashboards_workload.py) is what a team runs: short-lived
+processes of three services, all at once (a few calls each, exported once at exit; the CI
+job's are GitHub Actions steps attributed by OTEL_TOKENS_TASK only), one long-lived worker,
+then a burst from a new short-lived process of the worker's service. They use the real
+openai and anthropic SDKs against the fake LLM server, instrumented only by
+OTEL_TOKENS_ENABLED=true and the standard OTLP variables pointing at the built collector,
+which remote-writes to Prometheus. Then:
 
 * every Prometheus query of every generated panel (template variables substituted) and
   every recording rule returns data; every alert expression executes;
@@ -41,6 +44,7 @@ from otel_tokens import names as n
 from otel_tokens.stack import dashboards, promnames, rules
 
 from .conftest import REPO, Stack
+from .e2e_dashboards_workload import STEPS
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -119,11 +123,12 @@ def workload_env(stack: Stack, phase: str) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": stack.otlp_endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_SERVICE_NAME": JOBS[phase],
-        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
-    if phase == "ci":
+    if phase == "ci":  # a GitHub Actions job step, attributed by the environment only
+        env |= {n.ENV_TASK: "eval", n.ENV_TASK_SIZE: "M", n.ENV_TEAM: "e2e-ci"}
         env |= {"GITHUB_ACTIONS": "true", "GITHUB_WORKFLOW": PIPELINE, "GITHUB_JOB": PIPELINE_JOB,
                 "GITHUB_RUN_ID": "4242", "GITHUB_REPOSITORY": "example/otel-tokens"}  # fmt: skip
     return env
@@ -205,18 +210,25 @@ def test_rules(
 def run(
     stack: Stack, test_rules: tuple[Prom, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
 ) -> Run:
+    """Short-lived processes (each exports once, at exit) running at the same time, beside
+    one long-lived worker; then a burst from a new short-lived process of that worker's service."""
     out = tmp_path_factory.mktemp("e2e-spans")
-    start = time.time()
-    procs = {
-        phase: subprocess.Popen(
-            [sys.executable, str(WORKLOAD), phase, str(out / f"{phase}.jsonl"), str(BASELINE_S)],
-            env=workload_env(stack, phase), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+
+    def start(phase: str, step: str) -> subprocess.Popen[str]:
+        argv = [sys.executable, str(WORKLOAD), step, str(out / f"{phase}.jsonl"), str(BASELINE_S)]
+        return subprocess.Popen(
+            argv, env=workload_env(stack, phase), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        for phase in JOBS
-    }  # fmt: skip
-    for phase, proc in procs.items():
-        output, _ = proc.communicate(timeout=BASELINE_S + 120)
-        assert proc.returncode == 0, f"workload {phase} failed:\n{output}"
+
+    def finish(procs: dict[str, subprocess.Popen[str]]) -> None:
+        for name, proc in procs.items():
+            output, _ = proc.communicate(timeout=BASELINE_S + 120)
+            assert proc.returncode == 0, f"workload {name} failed:\n{output}"
+
+    start_time = time.time()
+    procs = {f"{p}/{s}": start(p, s) for p, steps in STEPS.items() for s in steps}
+    finish(procs)
+    finish({"spike/burst": start("spike", "burst")})
     spans = {
         p: Spans([json.loads(line) for line in (out / f"{p}.jsonl").read_text().splitlines()]) for p in JOBS
     }
@@ -231,7 +243,7 @@ def run(
 
     poll("the workloads' spend to reach Prometheus", all_spend_arrived, timeout=60)
     time.sleep(3)  # a few more rule evaluations over the complete data
-    return Run(prom, start, time.time(), spans, min(r["start_ns"] for r in huge) / 1e9, loaded)
+    return Run(prom, start_time, time.time(), spans, min(r["start_ns"] for r in huge) / 1e9, loaded)
 
 
 # --- every panel query and every rule has data -----------------------------------------------------------
