@@ -17,6 +17,7 @@ from genai_prices.types import ModelPrice
 from otel_tokens import names
 from otel_tokens.pricing import cards
 from otel_tokens.pricing import pricer as pricing
+from otel_tokens.pricing.price_file import Rate
 from otel_tokens.pricing.pricer import Price, Pricer, default_pricer, load_price_file, reset_default_pricer
 from otel_tokens.record import Usage
 
@@ -182,13 +183,13 @@ def test_unknown_model_is_unpriced(provider: str, model: str | None) -> None:
 
 def test_lookups_run_once_per_model_including_misses(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = pricing._compile_bundled
+    real = pricing._lookup
 
-    def counting(provider_id: str, model: str, now: float, context: dict[str, str]) -> object:
+    def counting(provider_id: str, model: str) -> object:
         calls.append(model)
-        return real(provider_id, model, now, context)
+        return real(provider_id, model)
 
-    monkeypatch.setattr(pricing, "_compile_bundled", counting)
+    monkeypatch.setattr(pricing, "_lookup", counting)
     pricer = Pricer()
     for _ in range(3):
         pricer.price("openai", "gpt-4o", FULL)
@@ -300,12 +301,13 @@ def overrides(tmp_path: Path) -> Pricer:
         # self-hosted, any provider: free, and still priced (not None)
         ("openai", "my-llama-70b", Usage(10_000, 1_000, 4_000), Price(D(0), D(0))),
         ("vllm", "My-Llama-70B", FULL, Price(D(0), D(0))),
-        # glob; cache rates default to the input rate, so caching saves nothing
+        # glob; an entry changes only the rates it names: the bundled cache rates stay
+        # (4,000 uncached * 1 + 4,000 read * 0.30 + 2,000 written * 3.75 + 1,000 * 5, per MTok)
         (
             "anthropic",
             "claude-3-7-sonnet-20250219",
             Usage(10_000, 1_000, 4_000, 2_000),
-            Price(D("0.015"), D(0)),
+            Price(D("0.0177"), D("0.0028")),
         ),
         # an exact name beats a glob, even one with a provider
         ("anthropic", "claude-3-5-haiku", Usage(10_000, 1_000), Price(D("0.0075"), D(0))),
@@ -333,11 +335,15 @@ def test_load_price_file_returns_overrides(tmp_path: Path) -> None:
     path.write_text(OVERRIDES_YAML)
     found, errors = load_price_file(path)
     assert errors == []
-    assert [(o.model, o.provider, o.input_per_mtok, o.cache_read_per_mtok, o.source) for o in found] == [
-        ("gpt-4o", "openai", D("2.00"), D("0.50"), f"{path}:3"),
-        ("my-llama-70b", None, D(0), D(0), f"{path}:9"),
-        ("claude-*", "anthropic", D(1), D(1), f"{path}:12"),
-        ("claude-3-5-haiku", None, D("0.5"), D("0.5"), f"{path}:16"),
+    rates = [
+        (o.model, o.provider, o.rate("input_per_mtok"), o.rate("cache_read_per_mtok"), o.source)
+        for o in found
+    ]
+    assert rates == [
+        ("gpt-4o", "openai", Rate(D("2.00")), Rate(D("0.50")), f"{path}:3"),
+        ("my-llama-70b", None, Rate(D(0)), None, f"{path}:9"),
+        ("claude-*", "anthropic", Rate(D(1)), None, f"{path}:12"),
+        ("claude-3-5-haiku", None, Rate(D("0.5")), None, f"{path}:16"),
     ]
 
 
@@ -351,7 +357,11 @@ def test_json_price_file_with_tabs_and_exponents(tmp_path: Path) -> None:
 
 
 YAML_ENTRY = "models:\n  - model: m\n"
-ALLOWED = "model, input_per_mtok, output_per_mtok, provider, cache_read_per_mtok, cache_write_per_mtok"
+ALLOWED = (
+    "model, provider, input_per_mtok, output_per_mtok, cache_read_per_mtok, cache_write_per_mtok, "
+    "cache_write_1h_per_mtok, reasoning_per_mtok, input_audio_per_mtok, output_audio_per_mtok, "
+    "input_image_per_mtok, output_image_per_mtok, web_search_per_k, request_fee, service_tiers"
+)
 EXAMPLE = r"models:\n  - model: gpt-4o\n    input_per_mtok: 2.50\n    output_per_mtok: 10.00"
 
 
@@ -386,16 +396,38 @@ EXAMPLE = r"models:\n  - model: gpt-4o\n    input_per_mtok: 2.50\n    output_per
         ),
         (
             "prices.yaml",
-            YAML_ENTRY + "    input_per_mtok: 1\n",
-            [":2: models[0] is missing `output_per_mtok` (fix: add `output_per_mtok: 10.00`)"],
+            YAML_ENTRY + "    provider: openai\n",
+            [":2: models[0] names no rate (fix: add e.g. `input_per_mtok: 2.50`)"],
+        ),
+        (
+            "prices.yaml",
+            YAML_ENTRY + "    input_per_mtok: {base: 1, tiers: [{start: 10, price: x}]}\n",
+            [
+                ":3: models[0].input_per_mtok.tiers[0] must be `{start: <input tokens>, price: <rate>}` "
+                "with a whole non-negative start and a non-negative price "
+                "(fix: e.g. `input_per_mtok: {base: 3, tiers: [{start: 200000, price: 6}]}`)"
+            ],
+        ),
+        (
+            "prices.yaml",
+            YAML_ENTRY + "    service_tiers:\n      flex: {input_per_mtok: -1}\n",
+            [
+                ":4: models[0].service_tiers.flex.input_per_mtok must be a non-negative number, got '-1' "
+                "(fix: use a number like 2.50)"
+            ],
+        ),
+        (
+            "prices.yaml",
+            "providers:\n  https://gw/v1: groq\nmodels: []\n",
+            [
+                ":2: key 'https://gw/v1' must be a host or host:port, not a URL "
+                '(fix: e.g. {"llm-gw.internal:8443": "groq"})'
+            ],
         ),
         (
             "prices.yaml",
             YAML_ENTRY + "    input_per_mtok: 1\n    ouput_per_mtok: 1\n",
-            [
-                f":4: models[0] has unknown key 'ouput_per_mtok' (fix: use only {ALLOWED})",
-                ":2: models[0] is missing `output_per_mtok` (fix: add `output_per_mtok: 10.00`)",
-            ],
+            [f":4: models[0] has unknown key 'ouput_per_mtok' (fix: use only {ALLOWED})"],
         ),
         (
             "prices.yaml",
@@ -424,7 +456,7 @@ EXAMPLE = r"models:\n  - model: gpt-4o\n    input_per_mtok: 2.50\n    output_per
             "prices.yaml",
             "model:\n  - model: m\n",
             [
-                ":1: unknown top-level key 'model' (fix: the only top-level key is `models`)",
+                ":1: unknown top-level key 'model' (fix: the top-level keys are `models` and `providers`)",
                 f":1: missing the `models:` list (fix: e.g. {EXAMPLE})",
             ],
         ),

@@ -197,14 +197,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
-    from otel_tokens.pricing.price_file import load_price_file
+    from otel_tokens.pricing.price_file import check_price_file
 
-    overrides, errors = load_price_file(args.file)
-    for error in errors:
+    parsed = check_price_file(args.file)
+    for error in parsed.errors:
         print(f"otel-tokens: {error}", file=sys.stderr)
-    if errors:
+    if parsed.errors:
         return EXIT_USAGE
-    print(f"{args.file}: {len(overrides)} price entries, all valid")
+    hosts = f", {len(parsed.providers)} provider hosts" if parsed.providers else ""
+    print(f"{args.file}: {len(parsed.overrides)} price entries{hosts}, all valid")
     return 0
 
 

@@ -38,6 +38,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from copy import copy
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
@@ -47,6 +48,8 @@ from otel_tokens.pricing.providers import ProviderResolver, price_provider_id
 from otel_tokens.record import Usage
 
 if TYPE_CHECKING:
+    from genai_prices.types import ModelInfo, Provider
+
     from otel_tokens.pricing.price_file import Override
 
 # genai_prices (pydantic, ~0.25 s of data) and yaml load on first use, never at import:
@@ -74,11 +77,13 @@ class Pricer:
         providers: dict[str, str] | None = None,
     ) -> None:
         overrides: list[Override] = []
+        file_providers: dict[str, str] = {}
         if overrides_path:
-            from otel_tokens.pricing.price_file import load_price_file
+            from otel_tokens.pricing.price_file import read_price_file
 
-            overrides, errors = load_price_file(overrides_path)
-            for error in errors:  # once, here; never per call
+            parsed = read_price_file(overrides_path)
+            overrides, file_providers = parsed.overrides, parsed.providers
+            for error in parsed.errors:  # once, here; never per call
                 _log.warning("otel-tokens price file: %s; the rest of the prices keep working", error)
         # Precedence: exact name before glob, then a provider-specific entry before an
         # any-provider one, then file order.
@@ -88,7 +93,7 @@ class Pricer:
         self._clock = clock
         self._max_models = max(max_models, 1)
         # who bills a call, from the base URL (`providers:` of the price file, then the env)
-        self.providers = ProviderResolver(providers)
+        self.providers = ProviderResolver({**file_providers, **(providers or {})})
 
     @classmethod
     def from_env(cls) -> Pricer:
@@ -143,11 +148,9 @@ class Pricer:
         context = {k: v for k, v in (("service_tier", service_tier), ("speed", speed)) if v}
         provider_names = _provider_names(provider)
         model_l = model.lower()
+        override = next((o for o in self._overrides if o.matches(provider_names, model_l)), None)
         try:
-            for o in self._overrides:
-                if o.matches(provider_names, model_l):
-                    return _compile_override(o, now)
-            return _compile_bundled(provider_names[-1], model, now, context)
+            return _compile_model(provider_names[-1], model, now, context, override)
         except Exception as e:  # a data or library problem: leave this model unpriced
             _log_once(f"compile:{provider}:{model}", f"otel-tokens: cannot price {provider} {model!r}: {e!r}")
             return None
@@ -156,26 +159,13 @@ class Pricer:
 _Key = tuple[str, str, str | None, str | None]
 
 
-def _compile_override(o: Override, now: float) -> Card | None:
-    from genai_prices.types import ModelPrice
-
-    mp = ModelPrice(
-        input_mtok=o.input_per_mtok,
-        output_mtok=o.output_per_mtok,
-        cache_read_mtok=o.cache_read_per_mtok,
-        cache_write_mtok=o.cache_write_per_mtok,
-    )
-    card = compile_card(mp, float("inf"), f"{o.source} {o.model!r}")
-    return card
-
-
 def _provider_names(provider: str) -> tuple[str, ...]:
     """The names an override's `provider:` may use: ours, then the genai-prices id (last)."""
     p = (provider or "").lower()
     return (p, price_provider_id(p))
 
 
-def _compile_bundled(provider_id: str, model: str, now: float, context: dict[str, str]) -> Card | None:
+def _lookup(provider_id: str, model: str) -> tuple[Provider, ModelInfo] | None:
     from genai_prices import data_snapshot
 
     snapshot = data_snapshot.get_snapshot()  # bundled data unless the app set its own
@@ -186,22 +176,47 @@ def _compile_bundled(provider_id: str, model: str, now: float, context: dict[str
         except LookupError:
             pid = None  # a provider genai-prices does not know: find it by model name
     try:
-        provider, info = snapshot.find_provider_model(model, None, pid, None)
+        return snapshot.find_provider_model(model, None, pid, None)
     except LookupError:
         if "/" not in model.strip("/"):
             return None
-        # "models/gemini-2.5-flash" (Gemini API), "openai/gpt-4o" (gateways): try the last part.
-        try:
-            provider, info = snapshot.find_provider_model(
-                model.rstrip("/").rsplit("/", 1)[1], None, pid, None
+    # "models/gemini-2.5-flash" (Gemini API), "openai/gpt-4o" (gateways): try the last part.
+    try:
+        return snapshot.find_provider_model(model.rstrip("/").rsplit("/", 1)[1], None, pid, None)
+    except LookupError:
+        return None
+
+
+def _compile_model(
+    provider_id: str, model: str, now: float, context: dict[str, str], override: Override | None
+) -> Card | None:
+    from genai_prices.types import ModelPrice
+
+    found = _lookup(provider_id, model)
+    what = f"{provider_id} {model!r}" + (f" {context}" if context else "")
+    if found is None and override is None:
+        return None
+    mp = ModelPrice()
+    expires = float("inf")
+    if found is not None:
+        provider, info = found
+        # genai-prices applies price variants only to the provider's own models
+        own = any(info is m for m in provider.models)
+        mp = info.get_prices(datetime.fromtimestamp(now, UTC), context if context and own else None)
+        expires = expiry(info, now)
+    if override is not None:
+        values = override.model_price_values(context.get("service_tier"))
+        if found is None and not {"input_mtok", "output_mtok"} <= values.keys():
+            _log_once(
+                f"override:{override.source}",
+                f"otel-tokens price file: {override.source}: genai-prices does not know {model!r}, so "
+                "its entry needs input_per_mtok and output_per_mtok; the model stays unpriced",
             )
-        except LookupError:
             return None
-    when = datetime.fromtimestamp(now, UTC)
-    # genai-prices applies price variants only to the provider's own models
-    own = any(info is m for m in provider.models)
-    mp = info.get_prices(when, context if context and own else None)
-    return compile_card(mp, expiry(info, now), f"{provider.id} {model!r} {context or ''}".rstrip())
+        mp = copy(mp)
+        mp.__dict__.update(values)  # only the rates the entry names
+        what = f"{override.source} {what}"
+    return compile_card(mp, expires, what)
 
 
 _logged: set[str] = set()
