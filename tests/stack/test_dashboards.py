@@ -350,6 +350,11 @@ def test_compose_pins_images_and_runs_the_collector_config_unchanged() -> None:
     assert (
         "--enable-feature=exemplar-storage" in prom_cmd and "--web.enable-remote-write-receiver" in prom_cmd
     )
+    for name in ("collector-sampler-1", "collector-sampler-2"):  # the scale-out profile's samplers
+        assert services[name]["volumes"][0] == "./collector/config.yaml:/etc/otelcol-contrib/config.yaml:ro"
+        assert services[name]["image"] == services["collector"]["image"]
+    backends = yaml.safe_load(services["collector-lb"]["environment"]["OTEL_TOKENS_LB_BACKENDS"])
+    assert backends == ["collector-sampler-1:4317", "collector-sampler-2:4317"]
     demo_env = services["demo"]["environment"]
     assert demo_env["OTEL_TOKENS_ENABLED"] == "true"
     assert demo_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
