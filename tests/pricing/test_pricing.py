@@ -149,6 +149,50 @@ def test_every_bundled_model_prices_like_genai_prices() -> None:
     assert priced > 6_000
 
 
+EXTRAS = Usage(
+    250_000,
+    9_000,
+    30_000,
+    20_000,
+    1_000,
+    cache_write_1h_tokens=5_000,
+    input_audio_tokens=4_000,
+    output_audio_tokens=700,
+    input_image_tokens=3_000,
+    output_image_tokens=600,
+    web_searches=3,
+)
+
+
+def test_every_bundled_model_prices_every_dimension_and_service_tier_like_genai_prices() -> None:
+    """1-hour writes, audio, image, web searches and each service tier / speed genai-prices
+    knows, for every bundled model: equal to ``calc_price`` wherever genai-prices accepts it."""
+    pricer = Pricer()
+    checked = 0
+    for provider in get_snapshot().providers:
+        for model in provider.models:
+            # the standard price, and each service-tier / speed variant (batch, route: not ours)
+            whens = [v.when for v in model.price_variants or ()]
+            contexts = dict.fromkeys(
+                [(None, None), *((w.get("service_tier"), w.get("speed")) for w in whens)]
+            )
+            for tier, speed in contexts:
+                ctx = {k: v for k, v in (("service_tier", tier), ("speed", speed)) if v}
+                try:
+                    want = genai_prices.calc_price(
+                        cards.genai_usage(EXTRAS),
+                        model.id,
+                        provider_id=provider.id,
+                        price_context=ctx or None,
+                    ).total_price
+                except (LookupError, ValueError):
+                    continue  # unknown id, or usage genai-prices itself rejects for this model
+                got = pricer.price(provider.id, model.id, EXTRAS, tier, speed)
+                assert got is not None and got.total == want, (provider.id, model.id, ctx)
+                checked += 1
+    assert checked > 2_000
+
+
 @pytest.mark.parametrize(
     ("provider", "model", "same_as"),
     [

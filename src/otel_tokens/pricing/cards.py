@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from otel_tokens.record import Usage, normalised_usage
@@ -53,6 +52,9 @@ FIELDS: Final = (
 )
 
 
+_FIELD_NAMES: Final = frozenset(name for name, _ in FIELDS)
+
+
 @dataclass(frozen=True, slots=True)
 class Price:
     """The cost of one call in USD."""
@@ -70,15 +72,28 @@ class Rates:
     terms: tuple[tuple[str, Decimal], ...]  # (Usage attribute, USD per unit)
     details: dict[str, Decimal]  # genai-prices usage key -> USD per unit, for `Usage.details`
     saving: Decimal  # per cache-read token: what it saves against uncached input
-    read: Callable[[Usage], Any] = field(init=False, repr=False, compare=False)
-    rates: tuple[Decimal, ...] = field(init=False, repr=False, compare=False)
+    total: Callable[[Usage], Decimal] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        names = [name for name, _ in self.terms] or ["input_tokens"]
-        # attrgetter reads every term in one C call: the per-call path stays ~2 µs
-        getter = attrgetter(*names, "input_tokens")  # two names at least: it returns a tuple
-        object.__setattr__(self, "read", getter)
-        object.__setattr__(self, "rates", tuple(r for _, r in self.terms))
+        object.__setattr__(self, "total", _linear_function(self.per_call, self.terms))
+
+
+def _linear_function(per_call: Decimal, terms: tuple[tuple[str, Decimal], ...]) -> Callable[[Usage], Decimal]:
+    """``per_call + sum(rate * usage.<field>)`` as straight-line code: no loop per call.
+
+    Field names come from `FIELDS` only (never from data), rates are bound as constants.
+    """
+    lines = ["def total(u):", "    t = PER_CALL"]
+    namespace: dict[str, Any] = {"PER_CALL": per_call}
+    for i, (name, rate) in enumerate(terms):
+        if name not in _FIELD_NAMES:
+            raise ValueError(f"not a Usage field: {name!r}")
+        namespace[f"R{i}"] = rate
+        lines += [f"    v = u.{name}", "    if v:", f"        t += R{i} * v"]
+    lines.append("    return t")
+    exec("\n".join(lines), namespace)  # generated from FIELDS names and bound constants only
+    fn: Callable[[Usage], Decimal] = namespace["total"]
+    return fn
 
 
 class Card:
@@ -94,17 +109,17 @@ class Card:
 
     def price(self, usage: Usage) -> Price:
         u = usage
-        cr, cw, inp = u.cache_read_tokens, u.cache_write_tokens, u.input_tokens
-        if (cr | cw | inp | u.reasoning_tokens) < 0 or cr + cw > inp or u.reasoning_tokens > u.output_tokens:
+        cr, cw, rs = u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens
+        if (
+            (cr | cw | rs) < 0
+            or cr + cw > u.input_tokens
+            or rs > u.output_tokens
+            or u.cache_write_1h_tokens > cw
+        ):
             u = _clamped(u)
             cr = u.cache_read_tokens
-        if u.cache_write_1h_tokens > u.cache_write_tokens:
-            u = _clamped(u)
         r = self.flat or self.tiers[bisect_left(self.starts, u.input_tokens)]
-        total = r.per_call
-        for v, rate in zip(r.read(u), r.rates, strict=False):  # the getter's extra last value is never zipped
-            if v:
-                total += rate * v
+        total = r.total(u)
         if u.details and r.details:
             for key, v in u.details:
                 detail = r.details.get(key)
