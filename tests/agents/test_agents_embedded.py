@@ -51,9 +51,19 @@ def test_agent_run_is_one_task_with_exact_spend(source: str, fake: Any, tmp_path
     assert Decimal(str(row["cost_usd"])) == want.cost
     with sqlite3.connect(store) as db:
         rows = db.execute("SELECT attrs, user_id, team, task_size, cost_pusd FROM llm_calls").fetchall()
-        (task_cost,) = db.execute("SELECT cost_pusd FROM tasks").fetchone()
+        (task_cost, task_id) = db.execute("SELECT cost_pusd, task_id FROM tasks").fetchone()
     assert {json.loads(a)["otel_tokens.source"] for a, *_ in rows} == {source}
     assert {(u, t, s) for _, u, t, s, _ in rows} == {("alice", "platform", "M")}
     assert Decimal(task_cost) / 10**12 == want.cost  # the task span's rollup counts the agent's calls
+    (by_agent,) = _report(store, "--by", "agent")
+    assert (by_agent["agent"], by_agent["calls"]) == (source, want.calls)
+    traced = subprocess.run(
+        [sys.executable, "-m", "otel_tokens", "trace", task_id],
+        env={"OTEL_TOKENS_STORE": str(store), "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert traced.returncode == 0, traced.stderr
+    trace = traced.stdout
+    assert trace.count(f"via {source}") == want.calls, trace
     if source == "claude_code":  # the agent's own figure is kept apart from ours
         assert all("otel_tokens.agent.cost_usd" in json.loads(a) for a, *_ in rows)

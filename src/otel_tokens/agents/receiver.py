@@ -24,6 +24,7 @@ from typing import Any
 from otel_tokens import names as n
 from otel_tokens.agents.normalise import AgentCall, Normaliser
 from otel_tokens.agents.otlp import decode_logs
+from otel_tokens.attribution.context import current_scope
 from otel_tokens.guard import internal_error
 from otel_tokens.telemetry.recorder import AttrValue, Recorder
 
@@ -34,10 +35,15 @@ _MAX_BODY = 64 * 1024 * 1024
 
 
 def record_calls(recorder: Recorder, calls: list[AgentCall]) -> None:
-    """Record agent calls as LLM calls of the current scope (call inside the task's context)."""
+    """Record agent calls as LLM calls of the current scope (call inside the task's context).
+
+    The agent is the call's ``gen_ai.agent.name`` too (unless an agent scope encloses the run),
+    so ``otel-tokens report --by agent`` puts Claude Code, Codex and Gemini CLI apart.
+    """
+    agent_scope = current_scope().span_attributes.get(n.GEN_AI_AGENT_NAME)
     for call in calls:
         record = call.record
-        extra: dict[str, AttrValue] = {}
+        extra: dict[str, AttrValue] = {} if agent_scope else {n.GEN_AI_AGENT_NAME: call.source}
         if call.agent_cost_usd is not None:
             extra[n.AGENT_COST_USD] = call.agent_cost_usd
         if call.session_id is not None:

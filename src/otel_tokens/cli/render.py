@@ -316,6 +316,8 @@ def _label(node: Node, parent_pid: int | None) -> Text:
         text.append(f"  {node.calls} call{'' if node.calls == 1 else 's'}", style="dim")
     text.append(f"  {node.duration_s:.2f}s", style="dim")
     if node.kind == "llm":
+        if d.get("source"):  # a coding agent's call (absent: an SDK call in Python)
+            text.append(f"  via {d['source']}", style="cyan")
         if d.get("cache_read"):
             text.append(f"  cache {count(d['cache_read'])}", style="dim")
         if node.retries:

@@ -171,7 +171,7 @@ LLM_NODE_COLUMNS: Final = (
     "span_id", "parent_id", "start_ns", "end_ns", "operation", "provider", "request_model",
     "response_model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_pusd", "cost_status", "outcome", "error_type", "retries", "loop_repeat",
-    "iteration", "agent_name", "events",
+    "iteration", "agent_name", "events", "attrs",
 )  # fmt: skip
 TASK_NODE_COLUMNS: Final = (
     "span_id", "parent_id", "start_ns", "end_ns", "name", "task_id", "size", "outcome", "status_code",

@@ -81,7 +81,8 @@ def build_tree(rows: dict[str, list[sqlite3.Row]]) -> list[Node]:
             "llm", r["span_id"], r["parent_id"], r["start_ns"], r["end_ns"], f"{r['operation']} {model}",
             {"provider": r["provider"], "outcome": r["outcome"], "error_type": r["error_type"],
              "cost_status": r["cost_status"], "iteration": r["iteration"], "loop_repeat": r["loop_repeat"],
-             "cache_read": r["cache_read_tokens"] or 0, "reasoning": r["reasoning_tokens"] or 0},
+             "cache_read": r["cache_read_tokens"] or 0, "reasoning": r["reasoning_tokens"] or 0,
+             "source": (_json(r["attrs"]) or {}).get(n.SOURCE)},
             events=_json(r["events"]) or [],
         )  # fmt: skip
         node.cost_pusd = r["cost_pusd"] or 0
