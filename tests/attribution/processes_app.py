@@ -51,6 +51,17 @@ def main(mode: str) -> dict[str, Any]:
             p.start()
             p.join()
         return {"child": totals(t)}
+    if mode == "fork":  # a preforking server: the parent has served a call, then forks a worker
+        work()
+        pid = os.fork()
+        if pid == 0:
+            work()
+            from otel_tokens.attribution.propagation import flush
+
+            flush()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        return {"child_status": status}
     if mode == "exec":
         with otel_tokens.task("replaced"):
             work()

@@ -108,6 +108,29 @@ def test_a_multiprocessing_child_flushes_its_metrics(receiver: _Receiver, fake: 
     assert metric_total(receiver, n.M_COST) == COST  # it leaves by os._exit: no atexit
 
 
+def test_a_forked_worker_does_not_export_its_parents_data(
+    receiver: _Receiver, fake: Any, tmp_path: Path
+) -> None:
+    replies(fake, 2)
+    (seen,), _ = run_app("fork", receiver.url, fake, tmp_path)
+    assert seen == {"child_status": 0}
+    assert metric_total(receiver, n.M_COST) == pytest.approx(2 * COST, rel=1e-12)  # one call each
+    assert sum(int(p) for p in token_points(receiver, "input")) == 2 * 1200
+
+
+def token_points(r: _Receiver, token_type: str) -> list[int]:
+    return [
+        p.as_int
+        for req in r.metrics
+        for rm in req.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == n.M_TOKENS
+        for p in m.sum.data_points
+        if any(a.key == n.TOKEN_TYPE and a.value.string_value == token_type for a in p.attributes)
+    ]
+
+
 def test_exec_waits_a_bounded_time_once_on_an_unreachable_collector(fake: Any, tmp_path: Path) -> None:
     bin_dir = str(Path(sys.executable).parent)
     path = os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b"), bin_dir])  # execvp tries each

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import weakref
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -44,6 +45,7 @@ from opentelemetry.sdk.metrics import (
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     MetricReader,
+    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
@@ -100,7 +102,46 @@ def _otlp_metric_reader() -> MetricReader:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as H
 
         exporter = H(preferred_temporality=delta_temporality())
-    return PeriodicExportingMetricReader(exporter)
+    reader = ForkSafeReader(exporter)
+    if hasattr(os, "register_at_fork"):
+        forget = weakref.WeakMethod(reader.forget_pending)
+
+        def _after_fork_in_child() -> None:
+            method = forget()
+            if method is not None:
+                method()
+
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    return reader
+
+
+class ForkSafeReader(PeriodicExportingMetricReader):
+    """A periodic OTLP reader whose forked copy does not export the parent's data.
+
+    A forked child (a gunicorn worker, a fork-started pool worker) inherits what the parent
+    recorded but had not exported yet; the parent exports it, so the child collects once
+    right after the fork and drops the result (`forget_pending`). From then on it exports
+    deltas of its own (under the cumulative preference, totals still start from the
+    parent's: choose delta for preforking servers).
+    """
+
+    _discarding = False
+
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        if self._discarding:
+            return
+        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+
+    def forget_pending(self) -> None:
+        self._discarding = True
+        try:
+            self.collect()
+        except Exception as exc:
+            internal_error("metrics after fork", exc)
+        finally:
+            self._discarding = False
 
 
 def delta_temporality() -> dict[type, AggregationTemporality] | None:
