@@ -10,7 +10,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -22,7 +21,7 @@ logger = logging.getLogger("otel_tokens")
 
 
 def _usd(nano: int) -> str:
-    return f"${from_nano(nano).quantize(Decimal('0.0001'))}"
+    return f"${float(from_nano(nano)):.6g}"
 
 
 def _ends(a: Applicable) -> str:
@@ -95,7 +94,7 @@ class Emitter:
             " the period ends %s",
             budget.name,
             a.scope,
-            (threshold * 100).normalize(),
+            f"{float(threshold * 100):g}",
             _usd(spent),
             _usd(budget.limit_nano),
             budget.period,
@@ -118,7 +117,7 @@ class Emitter:
         names = sorted({b.name for b in budgets})
         for name in names:
             self.ledger_errors.add(1, {n.BUDGET_NAME: name})
-        key = f"{url}:{type(exc).__name__}"
+        key = f"{url}:{type(exc).__name__}:{allowed}"
         if key in self._ledger_said:
             return
         self._ledger_said.add(key)
