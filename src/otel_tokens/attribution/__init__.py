@@ -2,6 +2,8 @@
 cardinality bound on attribute values, and propagation across threads and processes.
 
 `scopes` has the public `task()` and `agent()`; `propagation` is the propagator role (it
-patches `threading`, executors and `subprocess` only when `install()` is called). May import
-the base modules (`names`, `record`, `guard`) only.
+patches threads, executors, pools, `subprocess`, `os.exec*` and `multiprocessing` only when
+`install()` is called): `carriers` says what crosses a process boundary (never W3C
+baggage), `workers` hands the scope to threads and work items, `processes` to children.
+May import the base modules (`names`, `record`, `guard`, `firstuse`) only.
 """
