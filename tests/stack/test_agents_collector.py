@@ -84,3 +84,37 @@ def test_agents_own_metrics_carry_no_session_ids(stack: Stack) -> None:
     assert native, "no agent-native metrics arrived: the check below would prove nothing"
     ids = {k for s in native for k in s["metric"] if k in ("session_id", "conversation_id", "prompt_id")}
     assert ids == set()
+
+
+def test_claude_pointed_at_the_collector_without_otel_tokens_run_is_counted(
+    stack: Stack, fake: Any, tmp_path: Path
+) -> None:
+    """An engineer who only sets Claude Code's telemetry variables is counted under their user."""
+    home = tmp_path / "home"
+    home.mkdir()
+    run = RUNS["claude_code"](fake, home)
+    fake.enqueue(*run.replies)
+    env = clean_env(
+        home,
+        {
+            **run.env,
+            "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+            "OTEL_LOGS_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": stack.otlp_endpoint,
+            "OTEL_RESOURCE_ATTRIBUTES": "user.id=carol,otel_tokens.team=search",
+        },
+    )
+    import subprocess
+
+    done = subprocess.run(run.command, env=env, cwd=home, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    want = oracle(fake)
+    sel = 'user_id="carol",otel_tokens_source="claude_code"'
+    wait_until(lambda: _value(stack, f"sum(otel_tokens_calls_total{{{sel}}})") == want.calls, 30)
+    got = _value(stack, f"sum(otel_tokens_cost_USD_total{{{sel}}})")
+    assert got is not None and abs(Decimal(repr(got)) - want.cost) <= want.cost * Decimal("1e-9")
+    (series,) = _query(stack, f"otel_tokens_cost_USD_total{{{sel}}}")
+    assert series["metric"]["otel_tokens_team"] == "search"
+    assert "otel_tokens_task_name" not in series["metric"]
