@@ -293,8 +293,12 @@ def test_deepseek_prompt_cache_hit_tokens_are_cache_reads(
     assert cost == pytest.approx(float(oracle), abs=1e-9)
 
 
-def test_azure_stream_first_chunk_without_model(telemetry: Telemetry, fake: Any, as_provider: Any) -> None:
-    as_provider("azure")
+@pytest.mark.parametrize("client", ["AzureOpenAI", "mapped"])
+def test_azure_stream_first_chunk_without_model(
+    telemetry: Telemetry, fake: Any, as_provider: Any, client: str
+) -> None:
+    """Azure's first chunk (content filter) has ``model: ""``: the later chunks name the model.
+    An ``AzureOpenAI`` client is Azure's on any host; an ``OpenAI`` one by the user's map."""
     filt = {"prompt_index": 0, "content_filter_results": {"hate": {"filtered": False, "severity": "safe"}}}
     head = {"id": "", "object": "", "created": 0, "model": "", "choices": [], "prompt_filter_results": [filt]}
     chunk = {
@@ -312,11 +316,22 @@ def test_azure_stream_first_chunk_without_model(telemetry: Telemetry, fake: Any,
     }
     final = {**chunk, "choices": [], "usage": usage}
     fake.enqueue(_sse([head, chunk, last, final]))
-    stream = _openai(fake).chat.completions.create(
+    if client == "mapped":
+        as_provider("azure")
+        sdk: Any = _openai(fake)
+    else:
+        endpoint = fake.openai_base_url.rsplit("/v1", 1)[0]
+        sdk = openai.AzureOpenAI(
+            azure_endpoint=endpoint, azure_deployment="prod-gpt4o", api_version="2024-10-21", api_key="k"
+        )
+    stream = sdk.chat.completions.create(
         model="prod-gpt4o", messages=MSGS, stream=True, stream_options={"include_usage": True}
     )
     list(stream)
     attrs, cost = _span_cost(telemetry)
+    assert attrs[n.GEN_AI_REQUEST_MODEL] == "prod-gpt4o"  # the deployment name
+    if client == "AzureOpenAI":
+        assert fake.requests[-1].path.endswith("/openai/deployments/prod-gpt4o/chat/completions")
     assert attrs[n.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
     assert attrs[n.GEN_AI_PROVIDER_NAME] == "azure.ai.openai"
     assert cost == pytest.approx(float(_oracle(final, "azure", "chat")), abs=1e-9)

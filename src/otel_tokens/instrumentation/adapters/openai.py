@@ -155,11 +155,30 @@ class ResponsesStreamObserver:
         return _record(base, _ids(self.started) if self.started is not None else {}, None)
 
 
-CHAT = Endpoint(n.PROVIDER_OPENAI, n.OP_CHAT, chat_record, ChatStreamObserver)
-RESPONSES = Endpoint(
-    n.PROVIDER_OPENAI, n.OP_CHAT, responses_record, ResponsesStreamObserver, messages_key="input"
+def client_provider(resource: Any) -> str:
+    """``AzureOpenAI`` clients are billed by Azure whatever their host (APIM, a private proxy)."""
+    return n.PROVIDER_AZURE_OPENAI if "Azure" in type(resource._client).__name__ else n.PROVIDER_OPENAI
+
+
+CHAT = Endpoint(
+    n.PROVIDER_OPENAI, n.OP_CHAT, chat_record, ChatStreamObserver, sdk_provider_of=client_provider
 )
-EMBEDDINGS = Endpoint(n.PROVIDER_OPENAI, n.OP_EMBEDDINGS, embeddings_record, None, messages_key=None)
+RESPONSES = Endpoint(
+    n.PROVIDER_OPENAI,
+    n.OP_CHAT,
+    responses_record,
+    ResponsesStreamObserver,
+    messages_key="input",
+    sdk_provider_of=client_provider,
+)
+EMBEDDINGS = Endpoint(
+    n.PROVIDER_OPENAI,
+    n.OP_EMBEDDINGS,
+    embeddings_record,
+    None,
+    messages_key=None,
+    sdk_provider_of=client_provider,
+)
 
 # (module, class, method, endpoint, kind) — kind "call" wraps a method returning the response.
 TARGETS: tuple[tuple[str, str, str, Endpoint, str], ...] = (
