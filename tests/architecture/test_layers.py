@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "version": 0,
     "firstuse": 0,
     "budgets": 1,
+    "settings": 1,
     "pricing": 2,
     "attribution": 2,
     "store": 2,

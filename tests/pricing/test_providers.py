@@ -101,7 +101,8 @@ def test_parse_provider_map_names_each_problem() -> None:
     assert got == {"gw:2": "groq"}
     assert len(errors) == 3 and all(e.startswith("prices.yaml:4: ") and "fix:" in e for e in errors)
     (error,) = parse_provider_map(["x"], "E")[1]
-    assert error == 'E: the provider map must be an object like {"llm-gw.internal:8443": "groq"}'
+    example = '{"llm-gw.internal:8443": "groq"}'
+    assert error == f"E: the provider map must be a JSON object; it is ignored (fix: e.g. {example})"
 
 
 def test_names_round_trip() -> None:

@@ -37,7 +37,12 @@ def max_attr_values() -> int:
         value = 0
     if value < 1:
         logger.warning(
-            "%s=%r is not a positive integer; using %d", n.ENV_MAX_ATTR_VALUES, raw, DEFAULT_MAX_ATTR_VALUES
+            "otel-tokens: %s=%r is not a positive integer; using %d (fix: e.g. %s=%d)",
+            n.ENV_MAX_ATTR_VALUES,
+            raw,
+            DEFAULT_MAX_ATTR_VALUES,
+            n.ENV_MAX_ATTR_VALUES,
+            DEFAULT_MAX_ATTR_VALUES,
         )
         return DEFAULT_MAX_ATTR_VALUES
     return value

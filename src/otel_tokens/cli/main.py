@@ -17,26 +17,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
 
 from rich.console import Console
 
 from otel_tokens import names as n
+from otel_tokens.cli.oneline import EXIT_USAGE, OneLineParser
 from otel_tokens.store.paths import default_store_path
 from otel_tokens.store.schema import StoreError
 from otel_tokens.version import __version__
 
-EXIT_USAGE = 2
+_Parser = OneLineParser
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (usage is one `--help` away)."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(EXIT_USAGE)
 
 
 def parse_duration(text: str) -> int:

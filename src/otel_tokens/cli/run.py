@@ -34,11 +34,12 @@ from otel_tokens.agents.launch import configure, configure_descendants, detect
 from otel_tokens.agents.receiver import AgentReceiver
 from otel_tokens.attribution.propagation import child_environ, flush
 from otel_tokens.attribution.scopes import discard_environment_task, task
+from otel_tokens.cli.oneline import OneLineParser
 from otel_tokens.guard import internal_error
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="otel-tokens run",
         description="Run a command as an otel-tokens task: LLM calls in it and its children roll up into it.",
     )

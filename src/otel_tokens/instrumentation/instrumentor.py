@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from otel_tokens import settings
 from otel_tokens.guard import internal_error
 from otel_tokens.instrumentation import core
 from otel_tokens.instrumentation.adapters import anthropic as anthropic_adapter
@@ -154,6 +155,7 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         try:
+            settings.check()
             _ensure_recorder(kwargs)
             from otel_tokens.attribution import propagation
             from otel_tokens.attribution import scopes as attribution

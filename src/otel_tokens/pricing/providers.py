@@ -126,7 +126,7 @@ def parse_provider_map(obj: object, source: str) -> tuple[dict[str, str], list[s
     """
     example = '{"llm-gw.internal:8443": "groq"}'
     if not isinstance(obj, Mapping):
-        return {}, [f"{source}: the provider map must be an object like {example}"]
+        return {}, [f"{source}: the provider map must be a JSON object; it is ignored (fix: e.g. {example})"]
     out: dict[str, str] = {}
     errors: list[str] = []
     for key, value in obj.items():

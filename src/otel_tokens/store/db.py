@@ -22,7 +22,7 @@ from typing import Final, TypeVar
 from otel_tokens import names as n
 from otel_tokens.store import schema
 from otel_tokens.store.paths import ensure_private_file
-from otel_tokens.store.schema import StoreError
+from otel_tokens.store.schema import StoreError, fix_for
 
 T = TypeVar("T")
 
@@ -106,7 +106,9 @@ def open_for_writing(path: Path, deadline_s: float = 30.0) -> sqlite3.Connection
     try:
         ensure_private_file(path)
     except OSError as exc:
-        raise StoreError(f"cannot create store {path}: {exc.strerror}") from None
+        raise StoreError(
+            f"cannot create store {path}: {exc.strerror} {fix_for(str(exc.strerror), str(path))}"
+        ) from None
     _reject_foreign_file(path)
     conn = sqlite3.connect(
         str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
@@ -121,7 +123,9 @@ def open_for_writing(path: Path, deadline_s: float = 30.0) -> sqlite3.Connection
         conn.close()
         if is_busy(exc):
             raise StoreError(f"store {path} stayed locked for {deadline_s:.0f}s") from None
-        raise StoreError(f"{path} is not a usable otel-tokens store ({exc})") from None
+        raise StoreError(
+            f"{path} is not a usable otel-tokens store ({exc}) {fix_for(str(exc), str(path))}"
+        ) from None
     except BaseException:
         conn.close()
         raise
@@ -153,7 +157,9 @@ def open_for_reading(path: Path) -> sqlite3.Connection:
             write_tx(conn, lambda c: schema.create_or_migrate(c, str(path)))
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StoreError(f"{path} is not a usable otel-tokens store ({exc})") from None
+        raise StoreError(
+            f"{path} is not a usable otel-tokens store ({exc}) {fix_for(str(exc), str(path))}"
+        ) from None
     except BaseException:
         conn.close()
         raise

@@ -28,7 +28,7 @@ from otel_tokens import names as n
 from otel_tokens.store import schema
 from otel_tokens.store.db import open_for_writing, write_tx
 from otel_tokens.store.paths import default_store_path
-from otel_tokens.store.schema import StoreError
+from otel_tokens.store.schema import StoreError, fix_for
 
 logger = logging.getLogger("otel_tokens.store")
 
@@ -202,6 +202,7 @@ class SQLiteSpanExporter(SpanExporter):
         self._pid = os.getpid()
         self._broken: str | None = None
         self._shutdown = False
+        self._write_errors: set[str] = set()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -215,6 +216,22 @@ class SQLiteSpanExporter(SpanExporter):
         self._conn = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
+
+    def _dropped(self, count: int, exc: Exception) -> None:
+        """Say once per kind of write failure (a full disk fails every batch) what to do."""
+        problem = str(exc)
+        if problem in self._write_errors:
+            logger.debug("otel-tokens: dropped %d spans, store %s: %s", count, self.path, problem)
+            return
+        self._write_errors.add(problem)
+        logger.warning(
+            "otel-tokens: cannot write the local store %s (%s); dropped %d spans, and later batches "
+            "are dropped while it lasts %s",
+            self.path,
+            problem,
+            count,
+            fix_for(problem, str(self.path)),
+        )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown or self._broken is not None:
@@ -255,7 +272,7 @@ class SQLiteSpanExporter(SpanExporter):
             logger.error("otel-tokens: local store disabled: %s", exc)
             return SpanExportResult.FAILURE
         except Exception as exc:
-            logger.warning("otel-tokens: dropped %d spans, store %s: %s", len(spans), self.path, exc)
+            self._dropped(len(spans), exc)
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 

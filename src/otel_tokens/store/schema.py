@@ -19,6 +19,7 @@ that equal the sum of the recorded span costs to the last digit.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from typing import Final
 
@@ -162,6 +163,20 @@ def looks_like_sqlite(path: str) -> bool:
     return head == SQLITE_MAGIC or head == b""
 
 
+def fix_for(problem: str, path: str) -> str:
+    """The fix to suggest for an SQLite error text met while creating or writing a store."""
+    elsewhere = f"or point ${n.ENV_STORE} at another file"
+    directory, name = os.path.dirname(path) or ".", os.path.basename(path)
+    text = problem.lower()
+    if "readonly" in text or "permission" in text or "read-only" in text:
+        return f"(fix: make {directory} and the file writable, {elsewhere})"
+    if "disk i/o" in text or "full" in text or "no space" in text or "too large" in text:
+        return f"(fix: free disk space on the file system of {directory}, {elsewhere})"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return f"(fix: move the damaged {name} aside and a new store is created, {elsewhere})"
+    return f"(fix: check {path}, {elsewhere})"
+
+
 def stored_version(conn: sqlite3.Connection, path: str) -> int | None:
     """The schema version of an otel-tokens store; None for a blank database.
 
@@ -171,6 +186,8 @@ def stored_version(conn: sqlite3.Connection, path: str) -> int | None:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc):  # a WAL store needs its -shm file writable even to read
+            raise StoreError(f"cannot open store {path} ({exc}) {fix_for(str(exc), path)}") from None
         raise StoreError(f"{path} is not an otel-tokens store ({exc})") from None
     if not tables and app_id == 0:
         return None
