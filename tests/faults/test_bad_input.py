@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,8 @@ FREE_TEXT = {n.ENV_USER, n.ENV_TEAM, n.ENV_TASK, n.ENV_TASK_ID, n.ENV_TASK_SIZE,
 INTERNAL = {"OTEL_TOKENS_RAISE_INTERNAL_ERRORS"}
 # read by `otel-tokens stack generate`, tested with the CLI below
 CLI_ONLY = {n.ENV_BUDGET_FILE}
+# read only when OTEL_TOKENS_BUDGETS names a budget file (the budgets engineer's tests)
+WITH_BUDGETS_ONLY = {n.ENV_LEDGER, n.ENV_RESERVATION_TTL}
 
 
 def _bad_prices(tmp: Path) -> str:
@@ -38,7 +41,7 @@ def _a_directory(tmp: Path) -> str:
     return str(tmp / "store-dir")
 
 
-VARIABLES: list[tuple[str, object, tuple[str, ...]]] = [
+VARIABLES: list[Any] = [
     (n.ENV_ENABLED, "maybe", ("fix:",)),
     (n.ENV_HASH_USER_IDS, "ture", ("fix:",)),
     (n.ENV_CAPTURE_CONTENT, "sometimes", ("fix:",)),
@@ -51,6 +54,16 @@ VARIABLES: list[tuple[str, object, tuple[str, ...]]] = [
     (n.ENV_STORE, _a_directory, ("is a directory",)),
     (n.ENV_REPORT_DIR, "/nonexistent/report-dir", ("fix:",)),
     (n.ENV_PARENT, "{not json", ("unset it",)),
+    pytest.param(
+        n.ENV_BUDGETS,
+        "/nonexistent/budgets.yaml",
+        ("fix:",),
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="budgets (not this campaign's area): a missing OTEL_TOKENS_BUDGETS file gives two "
+            "lines, the problem and a summary, instead of one",
+        ),
+    ),
 ]
 
 
@@ -60,14 +73,17 @@ def test_every_variable_is_covered() -> None:
         for name, value in vars(n).items()
         if name.startswith("ENV_") and isinstance(value, str) and value.startswith("OTEL_TOKENS_")
     }
-    tested = {name for name, _, _ in VARIABLES}
-    assert ours - tested - FREE_TEXT - INTERNAL - CLI_ONLY == set()
+    tested = {(v.values if hasattr(v, "values") else v)[0] for v in VARIABLES}
+    assert ours - tested - FREE_TEXT - INTERNAL - CLI_ONLY - WITH_BUDGETS_ONLY == set()
 
 
 @pytest.mark.parametrize(
     ("name", "value", "needles"),
     VARIABLES,
-    ids=[f"{name}={value if isinstance(value, str) else value.__name__}" for name, value, _ in VARIABLES],
+    ids=[
+        f"{v[0]}={v[1] if isinstance(v[1], str) else v[1].__name__}"
+        for v in (getattr(p, "values", p) for p in VARIABLES)
+    ],
 )
 def test_a_malformed_variable_gives_one_line_and_the_app_runs(
     tmp_path: Path, name: str, value: object, needles: tuple[str, ...]
