@@ -135,15 +135,32 @@ class RemoteItem:
         if not self.carriers:
             with in_scope(None, otel_context.Context()):
                 return self.fn(*args, **kwargs)
-        scope = scope_from_environ({**os.environ, **self.carriers}, kind="remote")
+        scope, ctx = _remote_scope(self.carriers)
         try:
-            with in_scope(scope, context_from_environ(self.carriers)):
+            with in_scope(scope, ctx):
                 return self.fn(*args, **kwargs)
         finally:
             recorded = not scope.totals().is_empty()
-            scope.report_to_parent_process()
+            scope.report_to_parent_process(reset=True)  # each item's totals reported once
             if recorded:
                 flush(where="propagation.pool_item")
+
+
+_last_remote: tuple[int, tuple[tuple[str, str], ...], Scope, otel_context.Context] | None = None
+
+
+def _remote_scope(found: Mapping[str, str]) -> tuple[Scope, otel_context.Context]:
+    """The worker's continuation of the submitting task; consecutive items of one task reuse
+    it (a worker runs one item at a time; totals are reset as each item reports)."""
+    global _last_remote
+    key = tuple(sorted(found.items()))
+    last = _last_remote
+    if last is not None and last[0] == os.getpid() and last[1] == key:
+        return last[2], last[3]
+    scope = scope_from_environ({**os.environ, **found}, kind="remote")
+    ctx = context_from_environ(found)
+    _last_remote = (os.getpid(), key, scope, ctx)
+    return scope, ctx
 
 
 def remote(fn: Callable[..., Any]) -> Callable[..., Any]:
