@@ -39,6 +39,20 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     ("name", "text", "code", "stdout", "stderr"),
     [
         ("good.yaml", GOOD, 0, "good.yaml: 2 price entries, all valid", ""),
+        (
+            "map.yaml",
+            "providers:\n  llm-gw.internal:8443: groq\n" + GOOD,
+            0,
+            "map.yaml: 2 price entries, 1 provider hosts, all valid",
+            "",
+        ),
+        (
+            "unknown.yaml",
+            "providers:\n  gw: nobody\nmodels:\n  - model: my-own\n    input_per_mtok: 1\n",
+            2,
+            "",
+            "unknown.yaml:4: genai-prices does not know 'my-own', so the entry must give output_per_mtok",
+        ),
         ("bad.yaml", BAD, 2, "", "bad.yaml:7: models[1].output_per_mtok must be a non-negative number"),
         ("bad.json", '{"models": [', 2, "", "bad.json:1"),
     ],

@@ -158,7 +158,7 @@ def test_chat_stream(chunks: list[Any], reported: bool, usage: Usage, reasons: t
 
 
 # --- openai responses and embeddings ---------------------------------------------------------
-def response(usage: Any) -> Any:
+def response(usage: Any, **top: Any) -> Any:
     body: dict[str, Any] = {
         "id": "resp_1",
         "object": "response",
@@ -172,6 +172,7 @@ def response(usage: Any) -> Any:
     }
     if usage is not None:
         body["usage"] = usage
+    body.update(top)
     return construct_type(type_=Response, value=body)  # lenient, as the SDK parses
 
 
@@ -392,3 +393,133 @@ def test_anthropic_stream(events: list[Any], usage: Usage, reported: bool) -> No
 )
 def test_normalised_usage(kwargs: dict[str, Any], expected: Usage) -> None:
     assert normalised_usage(**kwargs) == expected
+
+
+# --- pricing dimensions beyond tokens: tiers, lifetimes, server tools, modalities ---------------
+XAI = CallRecord(provider="x_ai", operation="chat", request_model="grok-3-mini")
+
+
+@pytest.mark.parametrize(
+    ("record", "expected", "tier"),
+    [
+        pytest.param(
+            oa.chat_record(
+                chat(
+                    {
+                        "prompt_tokens": 900,
+                        "total_tokens": 1200,
+                        "completion_tokens": 300,
+                        "prompt_tokens_details": {"cached_tokens": 128, "audio_tokens": 400},
+                        "completion_tokens_details": {"audio_tokens": 250, "reasoning_tokens": 0},
+                    }
+                ),
+                BASE,
+            ),
+            Usage(900, 300, 128, input_audio_tokens=400, output_audio_tokens=250),
+            None,
+            id="chat-audio",
+        ),
+        pytest.param(
+            oa.chat_record(
+                chat(
+                    {
+                        "prompt_tokens": 563,
+                        "completion_tokens": 116,
+                        "total_tokens": 679,
+                        "prompt_cache_hit_tokens": 512,
+                    }
+                ),
+                BASE,
+            ),
+            U(563, 116, cr=512),
+            None,
+            id="deepseek-hit-tokens",
+        ),
+        pytest.param(
+            oa.chat_record(
+                chat(
+                    {
+                        "prompt_tokens": 10,
+                        "completion_tokens": 5,
+                        "total_tokens": 15,
+                        "completion_tokens_details": {"reasoning_tokens": 20},
+                    }
+                ),
+                XAI,
+            ),
+            U(10, 25, rs=20),
+            None,
+            id="xai-reasoning-outside-completion",
+        ),
+        pytest.param(
+            oa.chat_record(
+                ChatCompletion.model_validate(
+                    {
+                        **chat({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}).model_dump(),
+                        "service_tier": "flex",
+                    }
+                ),
+                BASE,
+            ),
+            U(1, 1),
+            "flex",
+            id="chat-service-tier",
+        ),
+        pytest.param(
+            oa.responses_record(
+                response(
+                    {"input_tokens": 9463, "output_tokens": 660, "total_tokens": 10123},
+                    service_tier="priority",
+                    output=[
+                        {
+                            "type": "web_search_call",
+                            "id": f"ws_{i}",
+                            "status": "completed",
+                            "action": {"type": "search"},
+                        }
+                        for i in range(2)
+                    ],
+                ),
+                BASE,
+            ),
+            Usage(9463, 660, web_searches=2),
+            "priority",
+            id="responses-web-search-calls",
+        ),
+        pytest.param(
+            an.message_record(
+                message(
+                    {
+                        "input_tokens": 3,
+                        "output_tokens": 33,
+                        "cache_read_input_tokens": 1111,
+                        "cache_creation_input_tokens": 418,
+                        "cache_creation": {
+                            "ephemeral_5m_input_tokens": 118,
+                            "ephemeral_1h_input_tokens": 300,
+                        },
+                        "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 0},
+                        "service_tier": "standard",
+                    }
+                ),
+                BASE,
+            ),
+            Usage(1532, 33, 1111, 418, 0, cache_write_1h_tokens=300, web_searches=3),
+            "standard",
+            id="anthropic-1h-writes-and-searches",
+        ),
+    ],
+)
+def test_pricing_dimensions(record: CallRecord, expected: Usage, tier: str | None) -> None:
+    assert (record.usage, record.service_tier) == (expected, tier)
+
+
+def test_chat_stream_takes_the_model_from_the_first_chunk_that_names_it() -> None:
+    head = ChatCompletionChunk.model_validate(
+        {"id": "", "object": "chat.completion.chunk", "created": 0, "model": "", "choices": []}
+    )
+    obs = oa.ChatStreamObserver()
+    for c in [head, *STREAM, USAGE_CHUNK]:
+        obs.observe(c)
+    record = obs.record(BASE, complete=True)
+    assert (record.response_model, record.response_id) == ("gpt-4o-mini", "chatcmpl-s")
