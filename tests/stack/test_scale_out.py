@@ -42,6 +42,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 
 SAMPLER_CONFIG = REPO / "collector" / "config.yaml"
 FRONT_CONFIG = REPO / "collector" / "config-loadbalancer.yaml"
+AGENTS_CONFIG = REPO / "collector" / "agents.yaml"  # merged into each sampler's config
 RUN = uuid.uuid4().hex[:6]
 SERVICE = f"scale-out-{RUN}"
 APPS, TASKS_PER_APP, RUNS = 4, 4, 4
@@ -130,7 +131,8 @@ def tier(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tie
                 "OTEL_TOKENS_TEMPO_ENCODING": "json",
             }
             log = d / f"sampler-{i}.log"
-            procs.append(spawn([str(stack.collector_bin), f"--config={SAMPLER_CONFIG}"], env, log))
+            argv = [str(stack.collector_bin), f"--config={SAMPLER_CONFIG}", f"--config={AGENTS_CONFIG}"]
+            procs.append(spawn(argv, env, log))
             wait_healthy(f"http://127.0.0.1:{health}/", procs[-1], log)
             grpc_endpoints.append(f"127.0.0.1:{grpc}")
         grpc, http, health, metrics = free_ports(4)
@@ -251,3 +253,33 @@ def test_every_trace_is_decided_whole_and_cost_is_counted_once(stack: Stack, tie
         prom_value(stack, f'sum({promnames.CALLS}{{job="{SERVICE}"}})') or 0,
         APPS * TASKS_PER_APP * 3 + RUNS * 2,
     )
+
+
+@pytest.mark.parametrize("source", ["claude_code", "gemini_cli"])
+def test_agent_calls_through_the_front_tier_are_counted_once(
+    source: str, stack: Stack, tier: Tier, fake: Any, tmp_path: Path
+) -> None:
+    """Agents' per-call logs are routed by service: one sampler counts each agent's series."""
+    from decimal import Decimal
+
+    from tests.agents.agent_runs import RUNS, oracle
+    from tests.agents.conftest import clean_env, otel_tokens_run
+
+    home = tmp_path / "home"
+    home.mkdir()
+    run = RUNS[source](fake, home)
+    fake.enqueue(*run.replies)
+    task = f"scale-out-agent-{RUN}-{source}"
+    env = clean_env(home, {**run.env, "OTEL_EXPORTER_OTLP_ENDPOINT": tier.front_http})
+    done = otel_tokens_run(["--task", task, "--", *run.command], env, home)
+    assert done.returncode == 0, done.stderr
+    want = oracle(fake)
+    sel = f'otel_tokens_task_name="{task}"'
+    deadline = time.monotonic() + 30
+    while (
+        prom_value(stack, f"sum(otel_tokens_calls_total{{{sel}}})") != want.calls
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    got = prom_value(stack, f"sum(otel_tokens_cost_USD_total{{{sel}}})")
+    assert got is not None and abs(Decimal(repr(got)) - want.cost) <= want.cost * Decimal("1e-9"), (got, want)
