@@ -36,7 +36,8 @@ def agent_bin(program: str) -> str:
 
 def clean_env(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """A minimal environment, as a CI job has: no inherited OTEL_*, agent config in `home`."""
-    env = {"PATH": agents_path(), "HOME": str(home), "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1"}
+    env = {"PATH": agents_path(), "HOME": str(home), "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1",
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}  # fmt: skip
     env.update(extra)
     return env
 
