@@ -16,6 +16,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+# Our own bugs must fail our tests: re-raise internal errors (users never get this switch by
+# accident; being under pytest is not enough). Child processes of the tests inherit it.
+os.environ["OTEL_TOKENS_RAISE_INTERNAL_ERRORS"] = "true"
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("OTEL_TOKENS_SHARED", REPO.parent / "shared"))
 # Tests of the shared recordings skip outside CI when ../shared is absent; under CI they fail.
@@ -36,6 +40,14 @@ def expected_cost(provider: str, model: str, inp: int, out: int, cr: int = 0, cw
     return float(total)
 
 
+def _drain() -> None:
+    """Reading telemetry is a safe point, as a flush or the next instrumented call is in an
+    app: finishes that finalisers queued (streams closed by being collected) run first."""
+    from otel_tokens import deferred
+
+    deferred.drain()
+
+
 @dataclass
 class Telemetry:
     spans_exporter: InMemorySpanExporter
@@ -44,6 +56,7 @@ class Telemetry:
     meter_provider: MeterProvider
 
     def spans(self) -> list[ReadableSpan]:
+        _drain()
         return list(self.spans_exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:
@@ -58,6 +71,7 @@ class Telemetry:
     def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
         """(attributes, value) for every data point of metric `name` (sum value or histogram)."""
         out: list[tuple[dict[str, Any], Any]] = []
+        _drain()
         data = self.reader.get_metrics_data()
         if data is None:
             return out

@@ -2,31 +2,32 @@
 
 Every telemetry entry point runs inside `guarded()` (or calls `internal_error()` from an
 ``except`` block). The error is logged once per call site with the message "your code
-still runs, telemetry degraded", and re-raised only under pytest (so our bugs still fail
-our tests) or when ``OTEL_TOKENS_RAISE_INTERNAL_ERRORS=true``.
+still runs, telemetry degraded", and re-raised only under the explicit switch
+``OTEL_TOKENS_RAISE_INTERNAL_ERRORS=true``, which otel-tokens' own test suite sets (so our
+bugs fail our tests). Being imported by pytest is no reason: users run their evals under
+pytest too, and a telemetry bug must not break their calls there either.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 logger = logging.getLogger("otel_tokens")
 
 _reported: set[str] = set()
+# = names.ENV_RAISE_INTERNAL_ERRORS (the guard sits beside names in layer 0 and imports nothing)
+SWITCH = "OTEL_TOKENS_RAISE_INTERNAL_ERRORS"
 
 
 def _should_raise() -> bool:
-    if os.environ.get("OTEL_TOKENS_RAISE_INTERNAL_ERRORS", "").lower() in ("1", "true", "yes"):
-        return True
-    return "pytest" in sys.modules and os.environ.get("OTEL_TOKENS_SWALLOW_INTERNAL_ERRORS") != "1"
+    return os.environ.get(SWITCH, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def internal_error(where: str, exc: BaseException) -> None:
-    """Report an internal error once per `where`; re-raise it under pytest."""
+    """Report an internal error once per `where`; re-raise it under the explicit switch."""
     if _should_raise():
         raise exc
     if where not in _reported:

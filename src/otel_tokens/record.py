@@ -26,11 +26,20 @@ Normalisation rules, stated once:
 * ``None`` means *not reported*; ``0`` means reported as zero. ``usage_reported`` is
   False when the response carried no usage at all (e.g. a chat stream without
   ``stream_options.include_usage``): the call is counted, its tokens are unknown.
+* A count outside ``[0, MAX_TOKENS]`` (a buggy or hostile server: ``-1``, ``2**63``) is
+  implausible: it counts as 0 and the usage is flagged ``implausible`` (span attribute
+  ``otel_tokens.usage.implausible``), so no exporter or store ever meets a number it cannot
+  encode. This is checked once, here, for every adapter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Final
+
+# No model reads or writes anywhere near 2**32 tokens in one call; past it a number is a bug,
+# and sums of such numbers still fit OTLP's and SQLite's int64.
+MAX_TOKENS: Final = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,7 @@ class Usage:
     output_image_tokens: int = 0
     web_searches: int = 0
     details: tuple[tuple[str, int], ...] = ()
+    implausible: bool = False  # a reported count was out of range and counted as 0
 
     @property
     def uncached_input_tokens(self) -> int:
@@ -74,6 +84,7 @@ class Usage:
             self.output_image_tokens + other.output_image_tokens,
             self.web_searches + other.web_searches,
             details,
+            self.implausible or other.implausible,
         )
 
 
@@ -94,19 +105,56 @@ def normalised_usage(
 ) -> Usage:
     """Build a `Usage` from provider numbers that already *include* cache and reasoning.
 
-    Missing values become 0, negatives are clamped to 0, and the subset invariants are
-    restored by raising the totals (never by dropping reported cache tokens).
+    Missing values become 0; values outside ``[0, MAX_TOKENS]`` become 0 and flag the
+    usage implausible; the subset invariants are restored by raising the totals (never by
+    dropping reported cache tokens).
     """
-    c1h = max(cache_write_1h_tokens or 0, 0)
-    cr = max(cache_read_tokens or 0, 0)
+    counts = (
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        reasoning_tokens,
+        cache_write_1h_tokens,
+        input_audio_tokens,
+        output_audio_tokens,
+        input_image_tokens,
+        output_image_tokens,
+        web_searches,
+        *(details or {}).values(),
+    )
+    implausible = not all(v is None or 0 <= v <= MAX_TOKENS for v in counts)
+    if implausible:
+        input_tokens, output_tokens = _plausible(input_tokens), _plausible(output_tokens)
+        cache_read_tokens, cache_write_tokens = _plausible(cache_read_tokens), _plausible(cache_write_tokens)
+        reasoning_tokens, cache_write_1h_tokens = (
+            _plausible(reasoning_tokens),
+            _plausible(cache_write_1h_tokens),
+        )
+        input_audio_tokens, output_audio_tokens = (
+            _plausible(input_audio_tokens),
+            _plausible(output_audio_tokens),
+        )
+        input_image_tokens, output_image_tokens = (
+            _plausible(input_image_tokens),
+            _plausible(output_image_tokens),
+        )
+        web_searches = _plausible(web_searches)
+        details = {k: v for k, v in (details or {}).items() if _plausible(v) is not None}
+    c1h = cache_write_1h_tokens or 0
+    cr = cache_read_tokens or 0
     cw = max(cache_write_tokens or 0, c1h)
-    rs = max(reasoning_tokens or 0, 0)
-    ai, ii = max(input_audio_tokens or 0, 0), max(input_image_tokens or 0, 0)
-    ao, io = max(output_audio_tokens or 0, 0), max(output_image_tokens or 0, 0)
+    rs = reasoning_tokens or 0
+    ai, ii = input_audio_tokens or 0, input_image_tokens or 0
+    ao, io = output_audio_tokens or 0, output_image_tokens or 0
     inp = max(input_tokens or 0, cr + cw, ai + ii)
     out = max(output_tokens or 0, rs, ao + io)
     extra = tuple(sorted((k, v) for k, v in (details or {}).items() if v > 0))
-    return Usage(inp, out, cr, cw, rs, c1h, ai, ao, ii, io, max(web_searches or 0, 0), extra)
+    return Usage(inp, out, cr, cw, rs, c1h, ai, ao, ii, io, web_searches or 0, extra, implausible)
+
+
+def _plausible(value: int | None) -> int | None:
+    return value if value is not None and 0 <= value <= MAX_TOKENS else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +174,9 @@ class CallRecord:
     usage_reported: bool = False
     error_type: str | None = None
     partial: bool = False  # the model started answering, then the call failed or was cut
+    cancelled: bool = False  # the user closed or abandoned a stream before its end
+    # a stream's request asked for usage (True), declined it (False), or did not say (None)
+    usage_requested: bool | None = None
     retries: int = 0
     service_tier: str | None = None  # the tier the response reports (else the request's)
     speed: str | None = None  # Anthropic fast mode ("fast")

@@ -1,8 +1,9 @@
 """The package's shape stays true: imports flow one way through the layers, with no cycles.
 
 Layers, lowest first (a module may import its own subpackage and anything lower):
-  0  names, record, guard, version,     the vocabulary every layer shares, and the
-     firstuse                           hook that configures providers at first use
+  0  names, record, guard, version,     the vocabulary every layer shares, the hook that
+     firstuse, deferred                 configures providers at first use, and the queue
+                                        finalisers defer work to (run at safe points)
   1  budgets                            the budget file, verdicts and ledger (pricer passed in),
                                         read at run time by instrumentation and by stack
   2  pricing, attribution, store,       peers that never import each other
@@ -33,6 +34,7 @@ LAYERS: dict[str, int] = {
     "guard": 0,
     "version": 0,
     "firstuse": 0,
+    "deferred": 0,
     "budgets": 1,
     "settings": 1,
     "pricing": 2,

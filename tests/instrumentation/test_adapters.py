@@ -6,6 +6,7 @@ non-streaming, stream read to the end, stream cut early.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from pydantic import TypeAdapter
 
 from otel_tokens.instrumentation.adapters import anthropic as an
 from otel_tokens.instrumentation.adapters import openai as oa
-from otel_tokens.record import CallRecord, Usage, normalised_usage
+from otel_tokens.record import MAX_TOKENS, CallRecord, Usage, normalised_usage
 
 BASE = CallRecord(provider="p", operation="chat", request_model="m")
 
@@ -384,10 +385,25 @@ def test_anthropic_stream(events: list[Any], usage: Usage, reported: bool) -> No
     [
         ({"input_tokens": 10, "output_tokens": 5}, U(10, 5)),
         ({"input_tokens": None, "output_tokens": None}, U(0, 0)),
-        ({"input_tokens": -3, "output_tokens": 5, "reasoning_tokens": 9}, U(0, 9, rs=9)),
         (
             {"input_tokens": 5, "output_tokens": 1, "cache_read_tokens": 4, "cache_write_tokens": 4},
             U(8, 1, 4, 4),
+        ),
+        # implausible counts (a buggy or hostile server) count as 0 and flag the usage
+        (
+            {"input_tokens": -3, "output_tokens": 5, "reasoning_tokens": 9},
+            replace(U(0, 9, rs=9), implausible=True),
+        ),
+        ({"input_tokens": 2**63, "output_tokens": 5}, replace(U(0, 5), implausible=True)),
+        ({"input_tokens": 10, "output_tokens": 2**53}, replace(U(10, 0), implausible=True)),
+        (
+            {"input_tokens": 10, "output_tokens": 5, "cache_read_tokens": -1},
+            replace(U(10, 5), implausible=True),
+        ),
+        ({"input_tokens": MAX_TOKENS, "output_tokens": MAX_TOKENS}, U(MAX_TOKENS, MAX_TOKENS)),
+        (
+            {"input_tokens": 1, "output_tokens": 1, "cache_read_tokens": MAX_TOKENS, "cache_write_tokens": 9},
+            U(MAX_TOKENS + 9, 1, MAX_TOKENS, 9),  # each count plausible: the sum fits int64 still
         ),
     ],
 )

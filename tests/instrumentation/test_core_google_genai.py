@@ -88,7 +88,8 @@ def test_generate_content(telemetry: Telemetry, fake: Any, vertex: bool, is_asyn
     assert attrs[n.GEN_AI_RESPONSE_ID].startswith("fake")
     assert attrs[n.GEN_AI_REQUEST_STREAM] is (mode != "json")
     assert attrs[n.SERVER_ADDRESS] == "127.0.0.1" and attrs[n.SERVER_PORT] == fake.port
-    assert attrs[n.OUTCOME] == "success"
+    # closed early: the SDK's generator drops ours, which queues its finish (drained on read)
+    assert attrs[n.OUTCOME] == ("cancelled" if mode == "early" else "success")
     assert telemetry.total(n.M_CALLS) == 1
     if mode == "early":
         # the first chunk carries the prompt, the thoughts and the first candidates so far

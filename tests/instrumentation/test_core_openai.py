@@ -75,8 +75,8 @@ TOKENS = {
         ("json", None, True, "success"),
         ("end", True, True, "success"),
         ("end", False, False, "success"),  # no include_usage: usage unknown, never injected
-        ("early", True, False, "success"),  # closed by the user before the usage chunk
-        ("ctx", True, False, "success"),  # context manager left early
+        ("early", True, False, "cancelled"),  # closed by the user before the usage chunk
+        ("ctx", True, False, "cancelled"),  # context manager left early
     ],
 )
 def test_chat_completions(

@@ -24,7 +24,7 @@ from otel_tokens.store.db import open_for_reading, open_for_writing
 from otel_tokens.store.exporter import SQLiteSpanExporter, to_pico_usd
 from otel_tokens.store.paths import default_store_path
 from otel_tokens.store.schema import StoreError
-from tests.store_helpers import Call, Run, cli, record
+from tests.store_helpers import Call, Run, cli, cli_env, record
 
 
 @pytest.mark.parametrize(
@@ -298,6 +298,43 @@ def test_since_accepts_a_date(timed_store: Path) -> None:
 
     day = (datetime.fromtimestamp(NOW / 1e9) - timedelta(days=3)).date().isoformat()
     assert _cost(timed_store, "--since", day) == Decimal("0.31")
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata", "Australia/Adelaide", "America/St_Johns"])
+def test_prune_names_the_instant_it_cuts_at_in_local_time(timed_store: Path, tz: str) -> None:
+    """The cut is a whole UTC hour; in a half-hour zone that is HH:30 local, not HH:00."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    before = time.time_ns()
+    dry = cli("prune", "--store", str(timed_store), "--older-than", "30d", "--dry-run", env=cli_env(TZ=tz))
+    after = time.time_ns()
+    assert dry.returncode == 0, dry.stderr
+    said = dry.stdout.split("that started before ")[1].split(" from ")[0]
+    hour = 3_600_000_000_000
+    candidates = {
+        datetime.fromtimestamp((t - 30 * 86_400_000_000_000) // hour * hour / 1e9, ZoneInfo(tz)).strftime(
+            "%Y-%m-%d %H:%M"
+        )
+        for t in (before, after)
+    }
+    assert said in candidates
+
+
+def test_prune_dry_run_takes_no_write_lock(timed_store: Path) -> None:
+    """An app writing to the store holds the write lock; a dry run only reads, at once."""
+    writer = sqlite3.connect(timed_store, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        dry = cli("prune", "--store", str(timed_store), "--older-than", "30d", "--dry-run", timeout=120)
+        took = time.monotonic() - started
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would delete 1 LLM calls, 1 tasks and 0 other spans")
+    assert took < 5
 
 
 def test_prune_deletes_old_runs_and_keeps_reports_exact(timed_store: Path) -> None:

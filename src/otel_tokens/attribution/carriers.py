@@ -20,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from otel_tokens import deferred
 from otel_tokens import names as n
 from otel_tokens.attribution.context import SCOPE_KEY, Scope, parent_carrier, root_scope, span_parent
 from otel_tokens.guard import internal_error
@@ -94,7 +95,12 @@ def flush(*providers: object, where: str = "propagation.flush", timeout_s: float
     The SDK's span processors export on the caller's thread with the exporter's retries
     (seconds against an unreachable collector), so the flushes run on a daemon thread and
     the caller stops waiting at the deadline; an export still running then is abandoned.
+    Finishes that finalisers queued (abandoned streams) are recorded first, on this stack.
     """
+    try:
+        deferred.drain()
+    except Exception as exc:
+        internal_error(where, exc)
     targets = providers or (trace.get_tracer_provider(), metrics.get_meter_provider())
     flushes = [f for f in (getattr(p, "force_flush", None) for p in targets) if callable(f)]
     if not flushes:

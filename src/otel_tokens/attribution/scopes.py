@@ -32,6 +32,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from otel_tokens import deferred
 from otel_tokens import names as n
 from otel_tokens.attribution.context import (
     SCOPE_KEY,
@@ -199,6 +200,7 @@ class ScopeManager:
         self.__exit__(exc_type, exc, tb)
 
     def _finish(self, scope: Scope, exc: BaseException | None) -> None:
+        deferred.drain()  # streams collected inside the scope roll up before it reports
         scope.collect_child_reports()
         totals = scope.totals()
         outcome = self._outcome or (n.OUTCOME_FAILURE if exc is not None else n.OUTCOME_SUCCESS)

@@ -153,18 +153,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from otel_tokens.store.db import open_for_reading, write_tx
-    from otel_tokens.store.queries import Pruned, prune
+    from otel_tokens.store.queries import Pruned, prunable, prune, prune_cut
 
     path = _store_path(args)
     conn = open_for_reading(path)
     cutoff = time.time_ns() - args.older_than * 1_000_000_000
     with conn:
-        if args.dry_run:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result: Pruned = prune(conn, cutoff)
-            finally:
-                conn.execute("ROLLBACK")
+        if args.dry_run:  # counts by reading: never waits for, or blocks, a writing app
+            result: Pruned = prunable(conn, cutoff)
         else:
             result = write_tx(conn, lambda c: prune(c, cutoff))
             if args.vacuum:
@@ -172,7 +168,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     print(
         f"{verb} {result.llm_calls} LLM calls, {result.tasks} tasks and {result.spans} other spans "
-        f"that started before {datetime.fromtimestamp(cutoff / 1e9):%Y-%m-%d %H:00} from {path}"
+        f"that started before {datetime.fromtimestamp(prune_cut(cutoff) / 1e9):%Y-%m-%d %H:%M} from {path}"
     )
     return 0
 

@@ -8,15 +8,19 @@ return objects and exceptions pass through unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
 import json
 import os
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from otel_tokens import deferred
 from otel_tokens import names as n
 from otel_tokens.attribution.context import current_scope
 from otel_tokens.budgets.errors import BudgetExceeded
@@ -60,6 +64,8 @@ class Endpoint:
     sdk_provider_of: Callable[[Any], str] | None = None
     # result -> the iterable stream object inside it (botocore's EventStream in a dict), or None
     stream_in: Callable[[Any], Any] | None = None
+    # request kwargs -> whether a stream asked for usage (True/False), None when it did not say
+    usage_option: Callable[[Mapping[str, Any]], bool | None] | None = None
 
 
 class _Active:
@@ -150,6 +156,8 @@ def _admit(pending: _Pending, kwargs: Mapping[str, Any]) -> None:
 
 
 def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pending | None:
+    if deferred.pending():  # streams finalised by the garbage collector since the last call
+        deferred.drain()
     recorder = active.recorder
     if recorder is None:
         return None
@@ -177,6 +185,7 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
             stream=stream,
             service_tier=_request_text(kwargs, "service_tier"),  # the response's, when it says
             speed=_request_text(kwargs, "speed"),
+            usage_requested=endpoint.usage_option(kwargs) if stream and endpoint.usage_option else None,
         )
         return _Pending(call, base)
     except Exception as exc:
@@ -184,13 +193,17 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
         return None
 
 
-def _finish(pending: _Pending, record: CallRecord) -> None:
+def _finish(pending: _Pending, record: CallRecord, ended: tuple[int, float] | None = None) -> None:
+    """Record the call; `ended` = (end time in ns, duration in s) when it ended before now."""
     ticket, pending.ticket = pending.ticket, None
     if ticket is not None:
         with guarded("budget settle"):
             ticket.settle(record, pending.call.span)
     try:
-        pending.call.finish(record)
+        if ended is None:
+            pending.call.finish(record)
+        else:
+            pending.call.finish(record, end_time=ended[0], duration=ended[1])
     except Exception as exc:
         internal_error("call finish", exc)
     finally:
@@ -234,9 +247,14 @@ def _is_stream(result: Any) -> bool:
 
 
 class _StreamFinisher:
-    """Finalises a stream's call exactly once: at its end, on error, on close, or abandoned."""
+    """Finalises a stream's call exactly once: at its end, on error, on close, or abandoned.
 
-    __slots__ = ("done", "endpoint", "observer", "pending", "started")
+    `finish()` runs on the user's stack only (end, error, close); a finaliser (the stream
+    garbage-collected, iterated or not) calls `abandoned()`, which only queues the finish
+    for the next safe point (`otel_tokens.deferred`) with the time it ended.
+    """
+
+    __slots__ = ("_lock", "done", "endpoint", "observer", "pending", "started")
 
     def __init__(self, pending: _Pending, endpoint: Endpoint, observer: StreamObserver) -> None:
         self.pending = pending
@@ -244,6 +262,7 @@ class _StreamFinisher:
         self.observer = observer
         self.started = False
         self.done = False
+        self._lock = threading.Lock()
 
     def seen(self, item: Any) -> None:
         self.started = True
@@ -252,21 +271,41 @@ class _StreamFinisher:
         except Exception as err:
             internal_error("stream observe", err)
 
-    def ended_early(self, exc: BaseException) -> None:
-        self.finish(complete=False, exc=None if isinstance(exc, GeneratorExit) else exc)
+    def failed(self, exc: BaseException) -> None:
+        """The stream raised into the user's loop: cut by the server, or a task cancelled."""
+        if isinstance(exc, asyncio.CancelledError):
+            self.finish(complete=False, cancelled=True)
+        else:
+            self.finish(complete=False, exc=exc)
 
-    def finish(self, *, complete: bool, exc: BaseException | None = None) -> None:
-        if self.done:
-            return
-        self.done = True
+    def abandoned(self) -> None:
+        """From a finaliser: never record here, queue it (safe on any stack)."""
+        if not self.done:
+            ended = (time.time_ns(), self.pending.call.elapsed())
+            deferred.defer(functools.partial(self.finish, complete=False, cancelled=True, ended=ended))
+
+    def finish(
+        self,
+        *,
+        complete: bool,
+        exc: BaseException | None = None,
+        cancelled: bool = False,
+        ended: tuple[int, float] | None = None,
+    ) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.done = True
         try:
             record = self.observer.record(self.pending.base, complete=complete)
             if exc is not None:
                 record = replace(record, error_type=_error_type(exc), partial=self.started)
+            elif cancelled:
+                record = replace(record, cancelled=True)
         except Exception as err:
             internal_error(f"{self.endpoint.provider} stream usage", err)
             record = self.pending.base
-        _finish(self.pending, record)
+        _finish(self.pending, record, ended)
 
 
 def _observe_sync(inner: Iterator[Any], fin: _StreamFinisher) -> Iterator[Any]:
@@ -274,8 +313,11 @@ def _observe_sync(inner: Iterator[Any], fin: _StreamFinisher) -> Iterator[Any]:
         for item in inner:
             fin.seen(item)
             yield item
-    except BaseException as exc:  # GeneratorExit: closed or abandoned by the user
-        fin.ended_early(exc)
+    except GeneratorExit:  # closed by the garbage collector (the user's close() finished already)
+        fin.abandoned()
+        raise
+    except BaseException as exc:
+        fin.failed(exc)
         raise
     fin.finish(complete=True)
 
@@ -285,30 +327,103 @@ async def _observe_async(inner: AsyncIterator[Any], fin: _StreamFinisher) -> Asy
         async for item in inner:
             fin.seen(item)
             yield item
-    except BaseException as exc:  # GeneratorExit: closed or abandoned by the user
-        fin.ended_early(exc)
+    except GeneratorExit:  # closed by the garbage collector (the user's close() finished already)
+        fin.abandoned()
+        raise
+    except BaseException as exc:
+        fin.failed(exc)
         raise
     fin.finish(complete=True)
 
 
-def _observe_sync_plain(inner: Iterator[Any], fin: _StreamFinisher) -> Iterator[Any]:
-    """`_observe_sync` over an iterator the SDK handed out: closing ours closes it too."""
-    try:
-        yield from _observe_sync(inner, fin)
-    finally:
-        close = getattr(inner, "close", None)
+class _Observed:
+    """What the user iterates when the SDK hands out a plain iterator: an object of ours, not a
+    generator, so the user's ``close()`` (on their stack) finishes the call at once while a
+    garbage-collected one only queues its finish. ``start`` begins the call at the first
+    item (a generator's request is sent then, so one never iterated records nothing)."""
+
+    __slots__ = ("_fin", "_inner", "_start")
+
+    def __init__(
+        self,
+        inner: Any,
+        fin: _StreamFinisher | None,
+        start: Callable[[], _StreamFinisher | None] | None = None,
+    ) -> None:
+        self._inner = inner
+        self._fin = fin
+        self._start = start
+
+    def _finisher(self) -> _StreamFinisher | None:
+        if self._start is not None:
+            start, self._start = self._start, None
+            self._fin = start()
+        return self._fin
+
+    def _closed(self) -> None:
+        self._start = None
+        if self._fin is not None:
+            self._fin.finish(complete=False, cancelled=True)
+
+    def __del__(self) -> None:
+        if self._fin is not None:
+            self._fin.abandoned()
+
+
+class _ObservedSync(_Observed):
+    __slots__ = ()
+
+    def __iter__(self) -> _ObservedSync:
+        return self
+
+    def __next__(self) -> Any:
+        fin = self._finisher()
+        try:
+            item = next(self._inner)
+        except StopIteration:
+            if fin is not None:
+                fin.finish(complete=True)
+            raise
+        except BaseException as exc:
+            if fin is not None:
+                fin.failed(exc)
+            raise
+        if fin is not None:
+            fin.seen(item)
+        return item
+
+    def close(self) -> None:
+        self._closed()
+        close = getattr(self._inner, "close", None)
         if close is not None:
             close()
 
 
-async def _observe_async_plain(inner: AsyncIterator[Any], fin: _StreamFinisher) -> AsyncIterator[Any]:
-    observed = _observe_async(inner, fin)
-    try:
-        async for item in observed:
-            yield item
-    finally:
-        await observed.aclose()  # type: ignore[attr-defined]
-        aclose = getattr(inner, "aclose", None)
+class _ObservedAsync(_Observed):
+    __slots__ = ()
+
+    def __aiter__(self) -> _ObservedAsync:
+        return self
+
+    async def __anext__(self) -> Any:
+        fin = self._finisher()
+        try:
+            item = await self._inner.__anext__()
+        except StopAsyncIteration:
+            if fin is not None:
+                fin.finish(complete=True)
+            raise
+        except BaseException as exc:
+            if fin is not None:
+                fin.failed(exc)
+            raise
+        if fin is not None:
+            fin.seen(item)
+        return item
+
+    async def aclose(self) -> None:
+        self._closed()
+        aclose = getattr(self._inner, "aclose", None)
         if aclose is not None:
             await aclose()
 
@@ -316,13 +431,23 @@ async def _observe_async_plain(inner: AsyncIterator[Any], fin: _StreamFinisher) 
 def _lazy_sync(inner: Iterator[Any], endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> Any:
     """A sync generator's request is sent at its first chunk: the call starts there, so a
     stream that is never iterated records nothing (and leaves no span open)."""
-    pending = _begin(endpoint, resource, kwargs)
-    if pending is None:
-        yield from inner
-        return
-    pending.call.detach()
-    assert endpoint.stream_observer is not None
-    yield from _observe_sync_plain(inner, _StreamFinisher(pending, endpoint, endpoint.stream_observer()))
+
+    def start() -> _StreamFinisher | None:
+        pending = _begin(endpoint, resource, kwargs)
+        if pending is None:
+            return None
+        pending.call.detach()
+        assert endpoint.stream_observer is not None
+        deferred.drain_at_exit()
+        return _StreamFinisher(pending, endpoint, endpoint.stream_observer())
+
+    return _ObservedSync(inner, None, start)
+
+
+def _abandoned(stream: Any) -> None:
+    fin = stream.__dict__.get("_otel_tokens_fin")
+    if fin is not None:
+        fin.abandoned()
 
 
 _closing_classes: dict[type, type] = {}
@@ -334,24 +459,32 @@ def _closing_class(cls: type) -> type:
     if sub is not None:
         return sub
     original_close = cls.close  # type: ignore[attr-defined]
+    original_del = getattr(cls, "__del__", None)
+
+    def __del__(self: Any) -> None:  # a stream never iterated, or abandoned: queue its finish
+        _abandoned(self)
+        if original_del is not None:
+            original_del(self)
+
     if inspect.iscoroutinefunction(original_close):
 
         async def aclose(self: Any) -> None:
             fin = self.__dict__.get("_otel_tokens_fin")
             if fin is not None:
-                fin.finish(complete=False)
+                fin.finish(complete=False, cancelled=True)
             await original_close(self)
 
-        sub = type(cls.__name__, (cls,), {"close": aclose, "__module__": cls.__module__})
+        body: dict[str, Any] = {"close": aclose}
     else:
 
         def close(self: Any) -> None:
             fin = self.__dict__.get("_otel_tokens_fin")
             if fin is not None:
-                fin.finish(complete=False)
+                fin.finish(complete=False, cancelled=True)
             original_close(self)
 
-        sub = type(cls.__name__, (cls,), {"close": close, "__module__": cls.__module__})
+        body = {"close": close}
+    sub = type(cls.__name__, (cls,), {**body, "__del__": __del__, "__module__": cls.__module__})
     _closing_classes[cls] = sub
     return sub
 
@@ -366,6 +499,7 @@ def _instrument_stream(stream: Any, pending: _Pending, endpoint: Endpoint) -> No
         stream._iterator = _observe_sync(inner, fin)
     stream.__dict__["_otel_tokens_fin"] = fin
     stream.__class__ = _closing_class(type(stream))
+    deferred.drain_at_exit()
 
 
 _iterable_classes: dict[type, type] = {}
@@ -385,13 +519,20 @@ def _iterable_class(cls: type) -> type:
         inner = original_iter(self)
         return inner if fin is None else _observe_sync(inner, fin)
 
-    namespace: dict[str, Any] = {"__iter__": __iter__, "__module__": cls.__module__}
+    original_del = getattr(cls, "__del__", None)
+
+    def __del__(self: Any) -> None:  # never iterated, or abandoned: queue its finish
+        _abandoned(self)
+        if original_del is not None:
+            original_del(self)
+
+    namespace: dict[str, Any] = {"__iter__": __iter__, "__del__": __del__, "__module__": cls.__module__}
     if original_close is not None:
 
         def close(self: Any) -> None:
             fin = self.__dict__.get("_otel_tokens_fin")
             if fin is not None:
-                fin.finish(complete=False)
+                fin.finish(complete=False, cancelled=True)
             original_close(self)
 
         namespace["close"] = close
@@ -414,13 +555,15 @@ def _after_return(pending: _Pending, endpoint: Endpoint, result: Any) -> Any:
         if endpoint.iterates and endpoint.stream_observer is not None:
             pending.call.detach()
             fin = _StreamFinisher(pending, endpoint, endpoint.stream_observer())
+            deferred.drain_at_exit()
             if hasattr(result, "__anext__"):
-                return _observe_async_plain(result, fin)
-            return _observe_sync_plain(result, fin)
+                return _ObservedAsync(result, fin)
+            return _ObservedSync(result, fin)
         inside = endpoint.stream_in(result) if endpoint.stream_in is not None else None
         if inside is not None and endpoint.stream_observer is not None:
             pending.call.detach()
             _instrument_iterable(inside, _StreamFinisher(pending, endpoint, endpoint.stream_observer()))
+            deferred.drain_at_exit()
             return result
         # a raw response is parsed (the SDK caches the parse, so the user gets the same object)
         parsed = _unwrap_raw(result)

@@ -208,6 +208,22 @@ class Pruned:
     spans: int
 
 
+def prune_cut(older_than_ns: int) -> int:
+    """The instant `prune` cuts at: ``older_than_ns`` rounded down to a whole UTC hour (a
+    local time with minutes in half-hour zones)."""
+    return older_than_ns // HOUR_NS * HOUR_NS
+
+
+def prunable(conn: sqlite3.Connection, older_than_ns: int) -> Pruned:
+    """What `prune` would delete, counted by reading alone (no write lock)."""
+    cut = prune_cut(older_than_ns)
+    counts = [
+        conn.execute(f"SELECT count(*) FROM {t} WHERE start_ns < ?", (cut,)).fetchone()[0]
+        for t in ("llm_calls", "tasks", "spans")
+    ]
+    return Pruned(*counts)
+
+
 def prune(conn: sqlite3.Connection, older_than_ns: int) -> Pruned:
     """Delete everything that started before ``older_than_ns`` rounded down to the hour.
 

@@ -125,6 +125,10 @@ class Call:
         self._start = time.perf_counter()
         self.source: str | None = None
 
+    def elapsed(self) -> float:
+        """Seconds since the call started (safe from a finaliser: no lock, no recording)."""
+        return time.perf_counter() - self._start
+
     def detach(self) -> None:
         """Leave the span's context (the call returned; a stream may still be open)."""
         if self._token is not None:
@@ -158,24 +162,9 @@ class Call:
             if record.usage_reported
             else None
         )
-        if record.blocked_by is not None:
-            outcome = n.OUTCOME_BLOCKED
-        elif record.error_type is not None and not record.partial:
-            outcome = "error"
-        elif record.partial or record.error_type is not None:
-            outcome = "partial"
-        else:
-            outcome = "success"
-        if record.blocked_by is not None:
-            cost_status = n.COST_STATUS_NOT_SENT
-        elif not record.usage_reported:
-            cost_status = "unknown_usage"
-            if outcome == "success":
-                _say_usage_unknown(record)
-        elif price is None:
-            cost_status = "unpriced"
-        else:
-            cost_status = "priced"
+        outcome, cost_status = verdict(record, priced=price is not None)
+        if cost_status == n.COST_UNKNOWN_USAGE and outcome == n.CALL_SUCCESS:
+            _say_usage_unknown(record)
 
         span = self.span
         attrs: dict[str, Any] = {n.OUTCOME: outcome, n.COST_STATUS: cost_status, n.RETRY_COUNT: len(retries)}
@@ -185,6 +174,8 @@ class Call:
             attrs[n.GEN_AI_RESPONSE_ID] = record.response_id
         if record.finish_reasons:
             attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = record.finish_reasons
+        if usage.implausible:
+            attrs[n.USAGE_IMPLAUSIBLE] = True
         if record.usage_reported:
             attrs[n.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             attrs[n.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
@@ -250,12 +241,12 @@ class Call:
             base[n.SERVER_ADDRESS] = record.server_address
             if record.server_port is not None:
                 base[n.SERVER_PORT] = record.server_port
-        # exemplars on cost, retries and repeats point at this call's span
+        # exemplars on duration, tokens, cost, retries and repeats point at this call's span
         span_context = trace.set_span_in_context(span)
         if record.error_type is not None:
-            m.duration.record(duration, {**base, n.ERROR_TYPE: record.error_type})
+            m.duration.record(duration, {**base, n.ERROR_TYPE: record.error_type}, span_context)
         else:
-            m.duration.record(duration, base)
+            m.duration.record(duration, base, span_context)
         sums: list[tuple[int, float]] = [(CALLS, 1)]
         if self.repeat:
             m.repeats.add(1, ours, span_context)
@@ -286,19 +277,44 @@ class Call:
             self._scope.add_call(record, price.total if price is not None else None)
 
 
+def verdict(record: CallRecord, *, priced: bool) -> tuple[str, str]:
+    """(otel_tokens.outcome, otel_tokens.cost.status) of a finished call: the policy, alone.
+
+    A failure after output started, or a stream cut by the server, is ``partial``; a stream
+    the user closed or abandoned before its end is ``cancelled``; either keeps the usage it
+    saw. A call that failed before any output and reported no usage has ``no_usage`` (it
+    is not spend we failed to see); a call that ran and reported none is ``unknown_usage``.
+    """
+    if record.blocked_by is not None:  # refused by a budget: never sent, nothing billed
+        return n.OUTCOME_BLOCKED, n.COST_STATUS_NOT_SENT
+    if record.error_type is not None:
+        outcome = n.CALL_PARTIAL if record.partial else n.CALL_ERROR
+    elif record.partial:
+        outcome = n.CALL_PARTIAL
+    elif record.cancelled:
+        outcome = n.CALL_CANCELLED
+    else:
+        outcome = n.CALL_SUCCESS
+    if not record.usage_reported:
+        status = n.COST_NO_USAGE if outcome == n.CALL_ERROR else n.COST_UNKNOWN_USAGE
+    else:
+        status = n.COST_PRICED if priced else n.COST_UNPRICED
+    return outcome, status
+
+
 _models: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
-_unknown_said: set[tuple[str, str, bool | None]] = set()
+_unknown_said: set[tuple[str, str, bool | None, bool | None]] = set()
 
 
 def _say_usage_unknown(record: CallRecord) -> None:
     """Once per kind of call: its tokens are unknown, and how to fix it where we know how."""
-    key = (record.provider, record.operation, record.stream)
+    key = (record.provider, record.operation, record.stream, record.usage_requested)
     if key in _unknown_said:
         return
     _unknown_said.add(key)
     hint = (
         " (pass stream_options={'include_usage': True}; otel-tokens never adds it for you)"
-        if record.provider == n.PROVIDER_OPENAI and record.stream
+        if record.provider == n.PROVIDER_OPENAI and record.stream and record.usage_requested is None
         else ""
     )
     logger.warning(

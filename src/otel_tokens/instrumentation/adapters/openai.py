@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -118,7 +119,7 @@ class ChatStreamObserver:
         usage = chunk.usage
         if usage is not None:
             self.usage = usage
-        for choice in chunk.choices:
+        for choice in chunk.choices or ():  # compatible servers send "choices": null with usage
             if choice.finish_reason is not None:
                 self.reasons.append(choice.finish_reason)
 
@@ -155,13 +156,26 @@ class ResponsesStreamObserver:
         return _record(base, _ids(self.started) if self.started is not None else {}, None)
 
 
+def include_usage(kwargs: Mapping[str, Any]) -> bool | None:
+    """``stream_options.include_usage`` as the user passed it; None when absent."""
+    options = kwargs.get("stream_options")
+    if isinstance(options, Mapping) and "include_usage" in options:
+        return bool(options["include_usage"])
+    return None
+
+
 def client_provider(resource: Any) -> str:
     """``AzureOpenAI`` clients are billed by Azure whatever their host (APIM, a private proxy)."""
     return n.PROVIDER_AZURE_OPENAI if "Azure" in type(resource._client).__name__ else n.PROVIDER_OPENAI
 
 
 CHAT = Endpoint(
-    n.PROVIDER_OPENAI, n.OP_CHAT, chat_record, ChatStreamObserver, sdk_provider_of=client_provider
+    n.PROVIDER_OPENAI,
+    n.OP_CHAT,
+    chat_record,
+    ChatStreamObserver,
+    sdk_provider_of=client_provider,
+    usage_option=include_usage,
 )
 RESPONSES = Endpoint(
     n.PROVIDER_OPENAI,
