@@ -140,3 +140,33 @@ def test_python_children_report_back_through_the_start_up_hook(
         2,
         2000,
     )
+
+
+def test_sigint_sent_to_run_reaches_the_command(tmp_path: Path) -> None:
+    """A supervisor (no terminal) interrupts `otel-tokens run`: the command gets the SIGINT,
+    once, and its exit status is run's. It used to be swallowed while the command ran on."""
+    import subprocess
+
+    from tests.store_helpers import REPO, cli_env
+
+    child = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n    print('interrupted', flush=True); sys.exit(3)\n"
+        "signal.signal(signal.SIGINT, stop)\nprint('ready', flush=True)\ntime.sleep(60)\nsys.exit(9)\n"
+    )
+    env = cli_env(OTEL_TOKENS_STORE=str(tmp_path / "store.db"))
+    proc = subprocess.Popen(
+        [PY, "-m", "otel_tokens", "run", "--task", "sig", "--", *PYS, "-c", child],
+        stdout=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+        rest = proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert rc == 3
+    assert rest.count("interrupted") == 1

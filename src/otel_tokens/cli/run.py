@@ -85,12 +85,36 @@ def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def _ctrl_c_reached_it(proc: subprocess.Popen[Any]) -> bool:
+    """True when a SIGINT came from our terminal, which sent it to the whole foreground
+    process group, the command included (forwarding it would be a second Ctrl-C)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:  # no controlling terminal: a supervisor or a script sent it to us alone
+        return False
+    try:
+        group = os.getpgrp()
+        return os.tcgetpgrp(fd) == group and os.getpgid(proc.pid) == group
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _wait(proc: subprocess.Popen[Any]) -> int:
-    """Wait for the command, forwarding SIGTERM/SIGHUP; Ctrl-C reaches it through the terminal."""
-    forwarded = (signal.SIGTERM, signal.SIGHUP) if hasattr(signal, "SIGHUP") else (signal.SIGTERM,)
+    """Wait for the command, forwarding SIGTERM, SIGHUP and SIGINT (a Ctrl-C at our terminal
+    reaches the command by itself, so that one is not sent twice)."""
+    forwarded = [signal.SIGTERM, signal.SIGINT]
+    if hasattr(signal, "SIGHUP"):
+        forwarded.append(signal.SIGHUP)
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        proc.send_signal(signum)
+        if signum == signal.SIGINT and _ctrl_c_reached_it(proc):
+            return
+        try:
+            proc.send_signal(signum)
+        except OSError:  # it has just exited
+            pass
 
     previous = {}
     for sig in forwarded:
