@@ -30,7 +30,7 @@ PANELS_WITHOUT_QUERIES = {"row", "alertlist"}  # alertlist reads Grafana's own a
 
 PROMQL_FUNCTIONS = {
     "sum", "rate", "max_over_time", "histogram_quantile", "sort_desc", "time", "avg_over_time",
-    "stddev_over_time", "vector", "increase", "max", "min", "count", "topk",
+    "stddev_over_time", "vector", "increase", "max", "min", "count", "topk", "label_replace",
 }  # fmt: skip
 PROMQL_KEYWORDS = {
     "by",

@@ -7,6 +7,7 @@ from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.models.common import BigValueGraphMode, GraphDrawStyle
 from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 
+from otel_tokens import names as n
 from otel_tokens.stack import promnames as pn
 from otel_tokens.stack.dashboards_common import (
     PROMETHEUS,
@@ -167,6 +168,26 @@ def build() -> gd.Dashboard:
                 names,
             )
         )
+
+    # SDK series carry no source label: name them "sdk" next to the coding agents
+    def by_source(expr: str) -> str:
+        return f'label_replace({expr}, "{pn.SOURCE}", "{n.SOURCE_SDK}", "{pn.SOURCE}", "")'
+
+    d = d.with_panel(
+        _rate_panel(
+            "Spend rate by source",
+            "USD per hour by who made the calls: instrumented Python (sdk) or a coding agent"
+            " (claude_code, codex, gemini_cli; priced by the collector from genai-prices).",
+            [prom(by_source(f"3600 * {sum_rate(COST, (pn.SOURCE,))}"), legend(pn.SOURCE))],
+        )
+    ).with_panel(
+        _ranked(
+            "Spend over the range by source",
+            "USD spent in the selected range by source (sdk or coding agent)." + _RANGE_NOTE,
+            f"sort_desc({by_source(sum_spent(COST, labels=(pn.SOURCE,)))})",
+            legend(pn.SOURCE),
+        )
+    )
     d = (
         d.with_panel(
             _rate_panel(

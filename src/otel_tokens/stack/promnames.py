@@ -64,6 +64,7 @@ TASK_OUTCOME: Final = label(n.TASK_OUTCOME)
 OUTCOME: Final = label(n.OUTCOME)
 COST_STATUS: Final = label(n.COST_STATUS)
 TOKEN_TYPE: Final = label(n.TOKEN_TYPE)
+SOURCE: Final = label(n.SOURCE)  # claude_code, codex, gemini_cli; absent on SDK calls
 RETRY_REASON: Final = label(n.RETRY_REASON)
 PIPELINE: Final = label(n.CICD_PIPELINE_NAME)
 PIPELINE_TASK: Final = label(n.CICD_PIPELINE_TASK_NAME)
