@@ -125,3 +125,23 @@ def test_nothing_is_configured_before_the_first_call(tmp_path: Path, fake: Any) 
         "before": ["ProxyTracerProvider", "_ProxyMeterProvider"],
         "after": "TracerProvider",  # configured (local store) when the first task needed it
     }
+
+
+def test_an_unreachable_collector_holds_the_exit_up_at_most_the_bound(fake: Any, tmp_path: Path) -> None:
+    from otel_tokens.distro.bootstrap import EXIT_TIMEOUT_S
+
+    app = textwrap.dedent(
+        """
+        import atexit, json, time
+        atexit.register(lambda: print(json.dumps({"exited": time.time()}), flush=True))  # runs last
+        import otel_tokens
+        with otel_tokens.task("t"):
+            pass
+        print(json.dumps({"done": time.time()}), flush=True)
+        """
+    )
+    out = _run(app, tmp_path, fake, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    assert out.returncode == 0, out.stderr
+    done, exited = (json.loads(line) for line in out.stdout.splitlines())
+    assert exited["exited"] - done["done"] < EXIT_TIMEOUT_S + 0.5, out.stderr
+    assert "telemetry not exported within 2 s at exit" in out.stderr

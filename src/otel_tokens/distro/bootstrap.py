@@ -28,7 +28,10 @@ Metrics we export are delta (counters, histograms) unless
 from __future__ import annotations
 
 import atexit
+import logging
 import os
+import threading
+import time
 import weakref
 from typing import Any
 
@@ -55,6 +58,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from otel_tokens import firstuse
 from otel_tokens import names as n
 from otel_tokens.guard import internal_error
+
+logger = logging.getLogger("otel_tokens")
 
 _OTLP_VARS = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -174,17 +179,76 @@ def configure_providers() -> None:
     resource = Resource.create()
     use_otlp = otlp_configured()
     if not _global_set(trace.get_tracer_provider(), "ProxyTracerProvider"):
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # ours is bounded
+        if not use_otlp or os.environ.get(n.ENV_STORE):  # first: local, so it shuts down in time
+            provider.add_span_processor(_store_processor())
         if use_otlp:
             provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
-        if not use_otlp or os.environ.get(n.ENV_STORE):
-            provider.add_span_processor(_store_processor())
         trace.set_tracer_provider(provider)
-        atexit.register(provider.shutdown)
+        _shut_down_at_exit(provider, bounded=use_otlp)
     if use_otlp and not _global_set(metrics.get_meter_provider(), "_ProxyMeterProvider"):
-        meter_provider = MeterProvider(resource=resource, metric_readers=[_otlp_metric_reader()])
+        meter_provider = MeterProvider(
+            resource=resource, metric_readers=[_otlp_metric_reader()], shutdown_on_exit=False
+        )
         metrics.set_meter_provider(meter_provider)
-        atexit.register(meter_provider.shutdown)
+        _shut_down_at_exit(meter_provider, bounded=True)
+
+
+# At exit, the providers we set that export over OTLP send what they still hold, in parallel,
+# for at most this long in all: an unreachable collector (the exporters retry for ~10 s each)
+# does not hold the process up; what is not exported by then is lost, and one line says so.
+# The local store alone is waited for: it is a file.
+EXIT_TIMEOUT_S = 2.0
+_owned: list[tuple[TracerProvider | MeterProvider, bool]] = []
+
+
+def _shut_down_at_exit(provider: TracerProvider | MeterProvider, *, bounded: bool) -> None:
+    if not _owned:
+        atexit.register(_shut_down_owned)
+    _owned.append((provider, bounded))
+
+
+def _shut_down_owned() -> None:
+    owned, bounded = list(_owned), [p for p, b in _owned if b]
+    _owned.clear()
+    for provider, is_bounded in owned:
+        if not is_bounded:
+            try:
+                provider.shutdown()
+            except Exception as exc:
+                internal_error("shutdown at exit", exc)
+    if not bounded:
+        return
+    millis = int(EXIT_TIMEOUT_S * 1000)
+
+    def shut_down(provider: TracerProvider | MeterProvider) -> None:
+        try:
+            if isinstance(provider, MeterProvider):
+                provider.shutdown(timeout_millis=millis)
+            else:
+                provider.shutdown()
+        except Exception as exc:
+            internal_error("shutdown at exit", exc)
+
+    threads = [
+        threading.Thread(target=shut_down, args=(p,), name="otel-tokens-exit", daemon=True) for p in bounded
+    ]
+    deadline = time.monotonic() + EXIT_TIMEOUT_S
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        logger.warning(
+            "otel-tokens: telemetry not exported within %.0f s at exit (is the OTLP endpoint %s reachable?); "
+            "this process's last spans and metrics are lost",
+            EXIT_TIMEOUT_S,
+            _endpoint(),
+        )
+
+
+def _endpoint() -> str:
+    return next((os.environ[v] for v in _OTLP_VARS if os.environ.get(v)), "(default)")
 
 
 def under_opentelemetry_instrument() -> bool:
@@ -200,6 +264,10 @@ def configure_at_first_use() -> None:
 
 def _configure_guarded() -> None:
     try:
+        logger.info(
+            "otel-tokens: first LLM call or task; configuring from OTEL_* what the app has not set "
+            "(set your tracer and meter providers before it to have ours use them)"
+        )
         configure_providers()
     except Exception as exc:
         internal_error("configure providers", exc)
