@@ -117,10 +117,15 @@ def components(bench: Bench) -> dict[str, float | str]:
     except Exception as exc:
         out["recorder_start_finish"] = f"skipped: {exc!r}"
     try:
-        # inside a task the repeat fingerprint reads the whole request: 20 messages of 1,000
-        # characters (outside a task nothing is hashed)
+        # inside a task the repeat fingerprint reads the last turns only, each string cut to its
+        # ends (outside a task nothing is hashed): a 20 KB history and a 5 MB image cost the same
+        from otel_tokens.telemetry.fingerprint import fingerprint
+
         history = [{"role": ("user", "assistant")[i % 2], "content": "x" * 1_000} for i in range(20)]
-        out["fingerprint_20kb_prompt"] = _timed(lambda: hash((MODEL, repr(history))), 2_000)
+        out["fingerprint_20kb_prompt"] = _timed(lambda: fingerprint(MODEL, history), 2_000)
+        image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 5_000_000}}]
+        with_image = [*history, {"role": "user", "content": image}]
+        out["fingerprint_5mb_image"] = _timed(lambda: fingerprint(MODEL, with_image), 2_000)
     except Exception as exc:
         out["fingerprint_20kb_prompt"] = f"skipped: {exc!r}"
     try:

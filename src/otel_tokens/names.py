@@ -13,6 +13,7 @@ from typing import Final
 
 # --- instrumentation scope -------------------------------------------------------------
 SCOPE: Final = "otel_tokens"
+SCOPE_GEN_AI: Final = "gen_ai"  # the family of the GenAI convention metrics, for series bounds
 
 # --- GenAI semantic conventions: span attributes ---------------------------------------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
@@ -199,6 +200,7 @@ RETRY_SERVER_ERROR: Final = "server_error"
 RETRY_TIMEOUT: Final = "timeout"
 RETRY_CONNECTION: Final = "connection"
 RETRY_OTHER: Final = "other"
+METRIC_OVERFLOW: Final = "otel.metric.overflow"  # the one series past OTEL_TOKENS_MAX_SERIES
 OVERFLOW_VALUE: Final = "_other"  # a bounded metric attribute past its cap of distinct values
 ENV_TRACEPARENT: Final = "TRACEPARENT"  # environment carriers for subprocesses
 ENV_TRACESTATE: Final = "TRACESTATE"

@@ -34,6 +34,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_tokens import deferred
 from otel_tokens import names as n
+from otel_tokens.attribution.cardinality import bounded, bounded_series
 from otel_tokens.attribution.context import (
     SCOPE_KEY,
     AttrValue,
@@ -214,8 +215,11 @@ class ScopeManager:
         if self.kind == "task":
             provider = self._meter_provider or _default_meter_provider or metrics.get_meter_provider()
             instruments = _task_instruments(provider)
-            attrs = {k: v for k, v in scope.metric_attributes.items() if k != n.GEN_AI_AGENT_NAME}
-            attrs[n.TASK_OUTCOME] = outcome
+            attrs: Mapping[str, AttrValue] = {
+                **{k: v for k, v in scope.metric_attributes.items() if k != n.GEN_AI_AGENT_NAME},
+                **bounded({n.TASK_OUTCOME: outcome}),  # set_outcome() takes free text: spans keep it
+            }
+            attrs = bounded_series(n.M_TASKS, attrs)
             instruments.cost.record(float(totals.cost), attrs)
             instruments.llm_calls.record(totals.llm_calls, attrs)
             instruments.tasks.add(1, attrs)

@@ -18,11 +18,13 @@ from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from otel_tokens import names as n
+from otel_tokens.attribution.cardinality import bounded_series
 from otel_tokens.attribution.context import Scope, bounded, current_scope, span_parent
 from otel_tokens.firstuse import ensure_configured
 from otel_tokens.pricing.pricer import Pricer, default_pricer
 from otel_tokens.record import CallRecord
 from otel_tokens.telemetry.callstate import CallState
+from otel_tokens.telemetry.fingerprint import fingerprint
 from otel_tokens.telemetry.instruments import CALLS, SAVINGS, TOKENS, instruments_for
 from otel_tokens.version import __version__
 
@@ -88,7 +90,7 @@ class Recorder:
         repeat = (
             messages is not None
             and (scope.kind != "root" or bool(scope.name))
-            and scope.is_repeat(hash((model, repr(messages))))
+            and scope.is_repeat(fingerprint(model, messages))
         )
         if repeat:
             attrs[n.LOOP_REPEAT] = True
@@ -238,9 +240,13 @@ class Call:
         if record.blocked_by is not None:
             ours[n.BUDGET_NAME] = record.blocked_by
         if record.server_address is not None:
-            base[n.SERVER_ADDRESS] = record.server_address
-            if record.server_port is not None:
+            address = _bounded_server(record.server_address)
+            base[n.SERVER_ADDRESS] = address
+            if record.server_port is not None and address != n.OVERFLOW_VALUE:
                 base[n.SERVER_PORT] = record.server_port
+        # the series count is bounded too, not only each key (their product)
+        base = bounded_series(n.SCOPE_GEN_AI, base)  # type: ignore[assignment]
+        ours = bounded_series(n.SCOPE, ours)  # type: ignore[assignment]
         # exemplars on duration, tokens, cost, retries and repeats point at this call's span
         span_context = trace.set_span_in_context(span)
         if record.error_type is not None:
@@ -325,6 +331,19 @@ def _say_usage_unknown(record: CallRecord) -> None:
         "stream" if record.stream else "call",
         hint,
     )
+
+
+_servers: dict[str, str] = {}
+
+
+def _bounded_server(address: str) -> str:
+    """``server.address`` on metrics passes the cardinality guard (spans keep the real one)."""
+    got = _servers.get(address)
+    if got is None:
+        got = str(bounded({n.SERVER_ADDRESS: address})[n.SERVER_ADDRESS])
+        if len(_servers) < 4096:
+            _servers[address] = got
+    return got
 
 
 def _bounded_models(request: str | None, response: str | None) -> tuple[str | None, str | None]:

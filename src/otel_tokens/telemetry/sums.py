@@ -26,7 +26,10 @@ class SumTable:
 
     def __init__(self, columns: int) -> None:
         self._columns = columns
-        self._lock = threading.Lock()
+        # Reentrant, and nothing is iterated under it: if a garbage-collector finaliser ever
+        # reached `add` while this thread sits in `snapshot`, it must neither deadlock nor
+        # mutate a dict being iterated (finalisers defer their work; this is the second line).
+        self._lock = threading.RLock()
         self._rows: dict[Key, list[float]] = {}
 
     def add(self, attributes: Mapping[str, Any], values: Iterable[tuple[int, float]]) -> None:
@@ -35,13 +38,15 @@ class SumTable:
         with self._lock:
             row = self._rows.get(key)
             if row is None:
-                row = self._rows[key] = [0] * self._columns
+                fresh: list[float] = [0] * self._columns
+                row = self._rows.setdefault(key, fresh)  # one C call: a nested add keeps its row
             for index, value in values:
                 row[index] += value
 
     def snapshot(self) -> list[tuple[Key, list[float]]]:
         with self._lock:
-            return [(key, list(row)) for key, row in self._rows.items()]
+            rows = self._rows.copy()  # one C call; the rows are read outside the lock
+        return [(key, list(row)) for key, row in rows.items()]
 
     def observer(
         self, column: int, extra: Mapping[str, Any] | None = None
