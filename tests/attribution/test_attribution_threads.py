@@ -114,3 +114,19 @@ def test_install_is_counted_and_uninstall_restores() -> None:
     assert threading.Thread.start is original
     propagation.uninstall()  # extra uninstall: harmless
     assert threading.Thread.start is original
+
+
+def test_a_run_set_on_the_instance_is_kept_and_a_failed_start_changes_nothing(
+    providers: Providers, installed: None
+) -> None:
+    seen: list[str | None] = []
+    t = threading.Thread()
+    t.run = lambda: seen.append(task_seen_in_thread())  # type: ignore[method-assign]
+    own = t.__dict__["run"]
+    with providers.task("mine"):
+        t.start()
+        t.join()
+        assert t.__dict__["run"] is own  # restored once the thread's work is done
+        with pytest.raises(RuntimeError, match="only be started once"):
+            t.start()
+    assert t.__dict__["run"] is own and seen == ["mine"]

@@ -35,6 +35,7 @@ from otel_tokens.attribution.carriers import carriers, context_from_environ, flu
 from otel_tokens.attribution.context import SCOPE_KEY, Scope, scope_from_environ, span_parent
 
 Patch = tuple[object, str, Callable[[Any], Any]]
+_NO_RUN = object()
 
 _local = threading.local()  # .starting_workers: a pool is starting its own threads/processes
 
@@ -75,6 +76,14 @@ def in_scope(scope: Scope | None, base: otel_context.Context | None = None) -> I
 def _thread_start(original: Callable[..., Any]) -> Callable[..., Any]:
     def start(self: threading.Thread) -> None:
         scope = None if starting_workers() else _scope_here()
+        own = self.__dict__.get("run", _NO_RUN)  # a run the app set on the instance, if any
+
+        def restore() -> None:
+            if own is _NO_RUN:
+                self.__dict__.pop("run", None)
+            else:
+                self.__dict__["run"] = own
+
         if scope is not None:
             run = self.run
 
@@ -83,13 +92,18 @@ def _thread_start(original: Callable[..., Any]) -> Callable[..., Any]:
                     with in_scope(scope):
                         run()
                 finally:
-                    self.__dict__.pop("run", None)  # drop the scope with the thread's work
+                    restore()  # drop the scope with the thread's work
 
             try:
                 self.run = run_in_scope  # type: ignore[method-assign]
             except (AttributeError, TypeError):
                 pass  # a class that forbids it runs unattributed
-        original(self)
+        try:
+            original(self)
+        except BaseException:
+            if scope is not None:
+                restore()  # not started (e.g. started twice): leave it as it was
+            raise
 
     return start
 
