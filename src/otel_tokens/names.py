@@ -70,6 +70,8 @@ VCS_REF_HEAD_NAME: Final = "vcs.ref.head.name"
 COST_STATUS: Final = "otel_tokens.cost.status"  # "priced" | "unpriced" | "unknown_usage"
 CACHE_SAVINGS: Final = "otel_tokens.cost.cache_savings"  # float USD
 COST_MICRO_USD: Final = "otel_tokens.cost.micro_usd"  # int, for numeric tail-sampling policies
+# float USD: the cost the SDK itself reported (litellm's response_cost), set where it differs from ours
+COST_REPORTED: Final = "otel_tokens.cost.reported"
 SERVICE_TIER: Final = "otel_tokens.service_tier"  # the tier the call was billed at ("flex", ...)
 SPEED: Final = "otel_tokens.speed"  # Anthropic fast mode ("fast")
 USAGE_CACHE_WRITE_1H: Final = "otel_tokens.usage.cache_write_1h.input_tokens"  # of cache_write

@@ -181,6 +181,8 @@ class CallRecord:
     service_tier: str | None = None  # the tier the response reports (else the request's)
     speed: str | None = None  # Anthropic fast mode ("fast")
     blocked_by: str | None = None  # the budget that refused the call before it was sent
+    # the cost the SDK itself reported (litellm's response_cost), kept apart and never summed
+    reported_cost: float | None = None
 
     @property
     def model(self) -> str | None:

@@ -68,6 +68,11 @@ class Endpoint:
     usage_option: Callable[[Mapping[str, Any]], bool | None] | None = None
 
 
+# Set while a gateway SDK's call (litellm) is in progress: the SDKs it drives record nothing,
+# so one call gives one usage-bearing span whichever layer sees it.
+_outer: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_tokens_outer_call", default=False)
+
+
 class _Active:
     recorder: Recorder | None = None
     capture_content: bool = False
@@ -159,7 +164,7 @@ def _begin(endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> _Pen
     if deferred.pending():  # streams finalised by the garbage collector since the last call
         deferred.drain()
     recorder = active.recorder
-    if recorder is None:
+    if recorder is None or _outer.get():
         return None
     try:
         model = kwargs.get("model")
@@ -541,9 +546,101 @@ def _iterable_class(cls: type) -> type:
     return sub
 
 
+def _next_class(cls: type) -> type:
+    """A subclass of a stream class that is its own iterator (``__next__``/``__anext__``, e.g.
+    litellm's CustomStreamWrapper): each item is observed, its end, error, ``close()`` /
+    ``aclose()`` or collection as garbage finalises our call."""
+    sub = _iterable_classes.get(cls)
+    if sub is not None:
+        return sub
+    namespace: dict[str, Any] = {"__module__": cls.__module__}
+    original_next = getattr(cls, "__next__", None)
+    original_anext = getattr(cls, "__anext__", None)
+    original_del = getattr(cls, "__del__", None)
+    if original_next is not None:
+
+        def __next__(self: Any) -> Any:
+            fin = self.__dict__.get("_otel_tokens_fin")
+            try:
+                item = original_next(self)
+            except StopIteration:
+                if fin is not None:
+                    fin.finish(complete=True)
+                raise
+            except BaseException as exc:
+                if fin is not None:
+                    fin.ended_early(exc)
+                raise
+            if fin is not None:
+                fin.seen(item)
+            return item
+
+        namespace["__next__"] = __next__
+    if original_anext is not None:
+
+        async def __anext__(self: Any) -> Any:
+            fin = self.__dict__.get("_otel_tokens_fin")
+            try:
+                item = await original_anext(self)
+            except StopAsyncIteration:
+                if fin is not None:
+                    fin.finish(complete=True)
+                raise
+            except BaseException as exc:
+                if fin is not None:
+                    fin.ended_early(exc)
+                raise
+            if fin is not None:
+                fin.seen(item)
+            return item
+
+        namespace["__anext__"] = __anext__
+    for name in ("close", "aclose"):
+        original = getattr(cls, name, None)
+        if original is None:
+            continue
+        if inspect.iscoroutinefunction(original):
+
+            async def aclose(self: Any, _original: Any = original) -> Any:
+                fin = self.__dict__.get("_otel_tokens_fin")
+                if fin is not None:
+                    fin.finish(complete=False)
+                return await _original(self)
+
+            namespace[name] = aclose
+        else:
+
+            def close(self: Any, _original: Any = original) -> Any:
+                fin = self.__dict__.get("_otel_tokens_fin")
+                if fin is not None:
+                    fin.finish(complete=False)
+                return _original(self)
+
+            namespace[name] = close
+
+    def __del__(self: Any) -> None:
+        fin = self.__dict__.get("_otel_tokens_fin")
+        if fin is not None:
+            fin.finish(complete=False)  # abandoned
+        if original_del is not None:
+            original_del(self)
+
+    namespace["__del__"] = __del__
+    sub = type(cls.__name__, (cls,), namespace)
+    _iterable_classes[cls] = sub
+    return sub
+
+
 def _instrument_iterable(stream: Any, fin: _StreamFinisher) -> None:
+    """Observe an SDK stream object in place; an observer with ``attach(stream)`` is given it
+    (litellm keeps usage in the stream that it does not yield)."""
+    attach = getattr(fin.observer, "attach", None)
+    if attach is not None:
+        attach(stream)
     stream.__dict__["_otel_tokens_fin"] = fin
-    stream.__class__ = _iterable_class(type(stream))
+    cls = type(stream)
+    own_iterator = hasattr(cls, "__next__") or hasattr(cls, "__anext__")
+    stream.__class__ = _next_class(cls) if own_iterator else _iterable_class(cls)
 
 
 # --- wrappers ---------------------------------------------------------------------------
@@ -664,6 +761,75 @@ def wrap_dispatch(original: Callable[..., Any], select: Select) -> Callable[...,
 
     wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
     return wrapper
+
+
+FunctionSelect = Callable[[tuple[Any, ...], Mapping[str, Any]], tuple[Endpoint, Mapping[str, Any]] | None]
+
+
+def wrap_function(
+    original: Callable[..., Any], select: FunctionSelect, *, is_async: bool
+) -> Callable[..., Any]:
+    """Wrap a gateway SDK's module-level entry point (``litellm.completion``).
+
+    ``select(args, kwargs)`` gives the endpoint and the keyword-style request, which also
+    stands in for the resource (``Endpoint.resolve`` reads the provider from it). While the
+    call runs, the SDKs it drives underneath record nothing (one call, one span).
+    """
+    if is_async:
+
+        @functools.wraps(original)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            pending, endpoint = _select_function(select, args, kwargs)
+            if pending is None or endpoint is None:
+                return await original(*args, **kwargs)
+            token = _enter(pending)
+            outer = _outer.set(True)
+            try:
+                result = await original(*args, **kwargs)
+            except BaseException as exc:
+                _outer.reset(outer)
+                _exit(pending, endpoint, token, exc=exc)
+                raise
+            _outer.reset(outer)
+            return _exit(pending, endpoint, token, result=result)
+
+        async_wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
+        return async_wrapper
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        pending, endpoint = _select_function(select, args, kwargs)
+        if pending is None or endpoint is None:
+            return original(*args, **kwargs)
+        token = _enter(pending)
+        outer = _outer.set(True)
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as exc:
+            _outer.reset(outer)
+            _exit(pending, endpoint, token, exc=exc)
+            raise
+        _outer.reset(outer)
+        return _exit(pending, endpoint, token, result=result)
+
+    wrapper.__otel_tokens_original__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _select_function(
+    select: FunctionSelect, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> tuple[_Pending | None, Endpoint | None]:
+    if active.recorder is None or _outer.get():
+        return None, None
+    try:
+        chosen = select(args, kwargs)
+    except Exception as exc:
+        internal_error("select endpoint", exc)
+        return None, None
+    if chosen is None:
+        return None, None
+    endpoint, request = chosen
+    return _begin(endpoint, request, request), endpoint
 
 
 def _enter(pending: _Pending) -> contextvars.Token[CallState | None]:

@@ -1,9 +1,9 @@
 """Instrumentors: patch the supported SDKs' methods, idempotently.
 
 `OpenAIInstrumentor`, `AnthropicInstrumentor`, `GoogleGenAIInstrumentor` and
-`BedrockInstrumentor` are OpenTelemetry `BaseInstrumentor`s, registered under the
-`opentelemetry_instrumentor` entry points `otel_tokens_openai`, `otel_tokens_anthropic`,
-`otel_tokens_google_genai` and `otel_tokens_bedrock`, so
+`BedrockInstrumentor` and `LiteLLMInstrumentor` are OpenTelemetry `BaseInstrumentor`s, registered
+under the `opentelemetry_instrumentor` entry points `otel_tokens_openai`, `otel_tokens_anthropic`,
+`otel_tokens_google_genai`, `otel_tokens_bedrock` and `otel_tokens_litellm`, so
 `opentelemetry-instrument` picks them up. `instrument()` / `uninstrument()` drive them all
 programmatically. Instrumenting twice never patches twice.
 """
@@ -27,6 +27,7 @@ from otel_tokens.instrumentation import core
 from otel_tokens.instrumentation.adapters import anthropic as anthropic_adapter
 from otel_tokens.instrumentation.adapters import bedrock as bedrock_adapter
 from otel_tokens.instrumentation.adapters import google_genai as google_genai_adapter
+from otel_tokens.instrumentation.adapters import litellm as litellm_adapter
 from otel_tokens.instrumentation.adapters import openai as openai_adapter
 from otel_tokens.instrumentation.core import Endpoint
 from otel_tokens.pricing.pricer import Pricer
@@ -37,6 +38,8 @@ logger = logging.getLogger("otel_tokens")
 Target = tuple[str, str, str, Endpoint, str]
 # (module, class, method, select): one request method shared by a whole SDK family
 Dispatch = tuple[str, str, str, core.Select]
+# (module, function, select, is_async): a gateway SDK's module-level entry point
+Function = tuple[str, str, core.FunctionSelect, bool]
 _ANTHROPIC_OTEL_ENV = "ANTHROPIC_OPEN_TELEMETRY"
 
 
@@ -88,6 +91,27 @@ def _unpatch_dispatch(dispatch: Collection[Dispatch]) -> None:
         original = getattr(getattr(cls, "__dict__", {}).get(method), "__otel_tokens_original__", None)
         if original is not None:
             setattr(cls, method, original)
+
+
+def _patch_functions(functions: Collection[Function]) -> None:
+    for module_name, name, select, is_async in functions:
+        module = sys.modules.get(module_name)
+        if module is None:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+        current = module.__dict__.get(name)
+        if current is not None and not hasattr(current, "__otel_tokens_original__"):
+            setattr(module, name, core.wrap_function(current, select, is_async=is_async))
+
+
+def _unpatch_functions(functions: Collection[Function]) -> None:
+    for module_name, name, _select, _is_async in functions:
+        module = sys.modules.get(module_name)
+        original = getattr(getattr(module, "__dict__", {}).get(name), "__otel_tokens_original__", None)
+        if original is not None:
+            setattr(module, name, original)
 
 
 def _retry_hooks(name: str) -> tuple[Callable[[], None], Callable[[], None]] | None:
@@ -149,6 +173,7 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     requirement = ""
     targets: tuple[Target, ...] = ()
     dispatch: tuple[Dispatch, ...] = ()
+    functions: tuple[Function, ...] = ()
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return (self.requirement,)
@@ -174,6 +199,7 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         try:
             _patch(self.targets)
             _patch_dispatch(self.dispatch)
+            _patch_functions(self.functions)
             hooks = _retry_hooks(self.sdk)
             if hooks is not None:
                 hooks[0]()
@@ -189,6 +215,7 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if self.sdk in sys.modules:
             _unpatch(self.targets)
             _unpatch_dispatch(self.dispatch)
+            _unpatch_functions(self.functions)
             hooks = _retry_hooks(self.sdk)
             if hooks is not None:
                 hooks[1]()
@@ -255,8 +282,23 @@ class BedrockInstrumentor(_SDKInstrumentor):
     dispatch = bedrock_adapter.DISPATCH
 
 
+class LiteLLMInstrumentor(_SDKInstrumentor):
+    """litellm's completion / acompletion / embedding / aembedding; the SDKs litellm drives
+    underneath record nothing during its calls (one call, one usage-bearing span)."""
+
+    sdk = "litellm"
+    requirement = "litellm >= 1.60"
+    functions = litellm_adapter.FUNCTIONS
+
+
 def _instrumentors() -> tuple[_SDKInstrumentor, ...]:
-    return (OpenAIInstrumentor(), AnthropicInstrumentor(), GoogleGenAIInstrumentor(), BedrockInstrumentor())
+    return (
+        OpenAIInstrumentor(),
+        AnthropicInstrumentor(),
+        GoogleGenAIInstrumentor(),
+        BedrockInstrumentor(),
+        LiteLLMInstrumentor(),
+    )
 
 
 def instrument(

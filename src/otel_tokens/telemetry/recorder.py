@@ -206,6 +206,9 @@ class Call:
             attrs[n.COST_MICRO_USD] = int(price.total * _MICRO)
             if price.cache_savings:
                 attrs[n.CACHE_SAVINGS] = float(price.cache_savings)
+        reported = record.reported_cost
+        if reported is not None and (cost is None or abs(reported - cost) > 1e-12 * max(1.0, cost)):
+            attrs[n.COST_REPORTED] = reported
         if record.error_type is not None:
             attrs[n.ERROR_TYPE] = record.error_type
         if record.blocked_by is not None:
