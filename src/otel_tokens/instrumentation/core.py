@@ -441,6 +441,13 @@ def _lazy_sync(inner: Iterator[Any], endpoint: Endpoint, resource: Any, kwargs: 
         pending = _begin(endpoint, resource, kwargs)
         if pending is None:
             return None
+        try:
+            _admit(pending, kwargs)  # a hard budget refuses the stream before its request is sent
+        except BaseException:
+            close = getattr(inner, "close", None)
+            if close is not None:
+                close()
+            raise
         pending.call.detach()
         assert endpoint.stream_observer is not None
         deferred.drain_at_exit()
@@ -751,6 +758,7 @@ def wrap_dispatch(original: Callable[..., Any], select: Select) -> Callable[...,
         pending = _begin(endpoint, self, request)
         if pending is None:
             return original(self, *args, **kwargs)
+        _admit(pending, request)
         token = _enter(pending)
         try:
             result = original(self, *args, **kwargs)
@@ -779,9 +787,10 @@ def wrap_function(
 
         @functools.wraps(original)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            pending, endpoint = _select_function(select, args, kwargs)
+            pending, endpoint, request = _select_function(select, args, kwargs)
             if pending is None or endpoint is None:
                 return await original(*args, **kwargs)
+            _admit(pending, request)
             token = _enter(pending)
             outer = _outer.set(True)
             try:
@@ -798,9 +807,10 @@ def wrap_function(
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        pending, endpoint = _select_function(select, args, kwargs)
+        pending, endpoint, request = _select_function(select, args, kwargs)
         if pending is None or endpoint is None:
             return original(*args, **kwargs)
+        _admit(pending, request)
         token = _enter(pending)
         outer = _outer.set(True)
         try:
@@ -818,18 +828,18 @@ def wrap_function(
 
 def _select_function(
     select: FunctionSelect, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> tuple[_Pending | None, Endpoint | None]:
+) -> tuple[_Pending | None, Endpoint | None, Mapping[str, Any]]:
     if active.recorder is None or _outer.get():
-        return None, None
+        return None, None, kwargs
     try:
         chosen = select(args, kwargs)
     except Exception as exc:
         internal_error("select endpoint", exc)
-        return None, None
+        return None, None, kwargs
     if chosen is None:
-        return None, None
+        return None, None, kwargs
     endpoint, request = chosen
-    return _begin(endpoint, request, request), endpoint
+    return _begin(endpoint, request, request), endpoint, request
 
 
 def _enter(pending: _Pending) -> contextvars.Token[CallState | None]:

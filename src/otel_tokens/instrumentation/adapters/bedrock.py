@@ -124,10 +124,10 @@ CONVERSE_STREAM = Endpoint(
 INVOKE = Endpoint(n.PROVIDER_AWS_BEDROCK, n.OP_CHAT, invoke_record, None, resolve=resolve)
 
 
-def _invoke_messages(body: Any) -> Any:
+def _invoke_body(body: Any) -> Any:
     if isinstance(body, bytes | str):
         try:
-            return get(json.loads(body), "messages")
+            return json.loads(body)
         except ValueError:
             return None
     return None
@@ -143,12 +143,18 @@ def select(
     if not isinstance(params, Mapping):
         return None
     model = params.get("modelId")
-    if operation == "Converse":
-        return CONVERSE, {"model": model, "messages": params.get("messages")}
-    if operation == "ConverseStream":
-        return CONVERSE_STREAM, {"model": model, "messages": params.get("messages")}
+    if operation in ("Converse", "ConverseStream"):
+        request = {"model": model, "messages": params.get("messages")}
+        limit = get(params.get("inferenceConfig"), "maxTokens")
+        if isinstance(limit, int):
+            request["max_tokens"] = limit  # for the budgets' estimate
+        return (CONVERSE if operation == "Converse" else CONVERSE_STREAM), request
     if operation == "InvokeModel" and isinstance(model, str) and "anthropic." in model:
-        return INVOKE, {"model": model, "messages": _invoke_messages(params.get("body"))}
+        body = _invoke_body(params.get("body"))
+        request = {"model": model, "messages": get(body, "messages")}
+        if isinstance(get(body, "max_tokens"), int):
+            request["max_tokens"] = body["max_tokens"]
+        return INVOKE, request
     return None
 
 

@@ -46,6 +46,7 @@ _PROVIDERS = {
     "fireworks_ai": "fireworks",
 }
 _ROUTE = "_otel_tokens_route"
+_LIMITS = ("max_tokens", "max_completion_tokens")
 
 
 def provider_name(litellm_provider: str | None) -> str:
@@ -221,6 +222,7 @@ def select_completion(
     messages = kwargs.get("messages", args[1] if len(args) > 1 else None)
     name, provider, api_base = _route(model, kwargs)
     request = {"model": name, "messages": messages, "stream": kwargs.get("stream") is True}
+    request.update((k, kwargs[k]) for k in _LIMITS if k in kwargs)  # for the budgets' estimate
     request[_ROUTE] = (provider, api_base)
     return COMPLETION, request
 
