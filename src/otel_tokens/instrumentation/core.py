@@ -576,7 +576,7 @@ def _next_class(cls: type) -> type:
                 raise
             except BaseException as exc:
                 if fin is not None:
-                    fin.ended_early(exc)
+                    fin.failed(exc)
                 raise
             if fin is not None:
                 fin.seen(item)
@@ -595,7 +595,7 @@ def _next_class(cls: type) -> type:
                 raise
             except BaseException as exc:
                 if fin is not None:
-                    fin.ended_early(exc)
+                    fin.failed(exc)
                 raise
             if fin is not None:
                 fin.seen(item)
@@ -609,26 +609,20 @@ def _next_class(cls: type) -> type:
         if inspect.iscoroutinefunction(original):
 
             async def aclose(self: Any, _original: Any = original) -> Any:
-                fin = self.__dict__.get("_otel_tokens_fin")
-                if fin is not None:
-                    fin.finish(complete=False)
+                _closed_by(self)
                 return await _original(self)
 
             namespace[name] = aclose
         else:
 
             def close(self: Any, _original: Any = original) -> Any:
-                fin = self.__dict__.get("_otel_tokens_fin")
-                if fin is not None:
-                    fin.finish(complete=False)
+                _closed_by(self)
                 return _original(self)
 
             namespace[name] = close
 
-    def __del__(self: Any) -> None:
-        fin = self.__dict__.get("_otel_tokens_fin")
-        if fin is not None:
-            fin.finish(complete=False)  # abandoned
+    def __del__(self: Any) -> None:  # never iterated to the end, or abandoned: queue its finish
+        _abandoned(self)
         if original_del is not None:
             original_del(self)
 
@@ -636,6 +630,19 @@ def _next_class(cls: type) -> type:
     sub = type(cls.__name__, (cls,), namespace)
     _iterable_classes[cls] = sub
     return sub
+
+
+def _closed_by(stream: Any) -> None:
+    """``close()`` on a stream that iterates itself: cancelled by the user, unless the
+    observer says the stream had already ended (litellm closes its own stream at its end)."""
+    fin = stream.__dict__.get("_otel_tokens_fin")
+    if fin is None:
+        return
+    ended = getattr(fin.observer, "stream_ended", None)
+    if ended is not None and ended():
+        fin.finish(complete=True)
+    else:
+        fin.finish(complete=False, cancelled=True)
 
 
 def _instrument_iterable(stream: Any, fin: _StreamFinisher) -> None:

@@ -146,6 +146,11 @@ class StreamObserver:
     def attach(self, stream: Any) -> None:
         self.stream = weakref.ref(stream)
 
+    def stream_ended(self) -> bool:
+        """litellm closes its own stream right before StopIteration, after its last chunk."""
+        stream = self.stream() if self.stream is not None else None
+        return bool(getattr(stream, "sent_last_chunk", False))
+
     def _kept_usage(self) -> Any:
         stream = self.stream() if self.stream is not None else None
         for chunk in reversed(getattr(stream, "chunks", None) or ()):
@@ -166,7 +171,6 @@ class StreamObserver:
         fields = _fields(self.first) if self.first is not None else {}
         if self.reasons:
             fields["finish_reasons"] = tuple(self.reasons)
-        # litellm closes its own stream before StopIteration, so `complete` cannot be trusted here;
         # the kept chunks carry usage only once the provider sent it
         u = self.usage if self.usage is not None else self._kept_usage()
         cost = get(u, "cost")
