@@ -67,3 +67,59 @@ def test_agent_run_is_one_task_with_exact_spend(source: str, fake: Any, tmp_path
     assert trace.count(f"via {source}") == want.calls, trace
     if source == "claude_code":  # the agent's own figure is kept apart from ours
         assert all("otel_tokens.agent.cost_usd" in json.loads(a) for a, *_ in rows)
+
+
+def test_a_users_agent_spend_counts_against_their_budget(fake: Any, tmp_path: Path) -> None:
+    """A warn budget matching the user warns for the agent's calls (log line and span event)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    run = RUNS["claude_code"](fake, home)
+    fake.enqueue(*run.replies)
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text(
+        "budgets:\n  - {name: alice-daily, match: {user: alice}, limit_usd: 0.005, period: day,"
+        " warn_at: [0.5, 1.0], action: warn}\n"
+    )
+    store = tmp_path / "store.db"
+    env = clean_env(home, {**run.env, "OTEL_TOKENS_STORE": str(store)})
+    env["OTEL_TOKENS_BUDGETS"] = str(budgets)
+    done = otel_tokens_run(["--task", "budgeted", "--user", "alice", "--", *run.command], env, home)
+    assert done.returncode == 0, done.stderr
+    want = oracle(fake)
+    assert want.cost > Decimal("0.005")  # both thresholds are crossed by the two agent calls
+    assert "budget 'alice-daily' (user=alice) crossed 50% of its limit" in done.stderr, done.stderr
+    assert "crossed 100% of its limit" in done.stderr
+    with sqlite3.connect(store) as db:
+        events = [
+            json.loads(e) for (e,) in db.execute("SELECT events FROM llm_calls WHERE events IS NOT NULL")
+        ]
+    crossed = [ev["attrs"]["otel_tokens.budget.threshold"] for evs in events for ev in evs]
+    assert sorted(crossed) == [0.5, 1.0]
+
+
+def test_a_block_budget_exhausted_by_an_agent_refuses_the_next_sdk_call(fake: Any, tmp_path: Path) -> None:
+    """A block budget cannot stop the agent (it has already called), but it refuses what comes next."""
+    home = tmp_path / "home"
+    home.mkdir()
+    run = RUNS["claude_code"](fake, home)
+    fake.enqueue(*run.replies)
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text(
+        "budgets:\n  - {name: alice-cap, match: {user: alice}, limit_usd: 0.005, period: day,"
+        " action: block}\n"
+    )
+    env = clean_env(home, {**run.env, "OTEL_TOKENS_STORE": str(tmp_path / "store.db")})
+    env["OTEL_TOKENS_BUDGETS"] = str(budgets)
+    done = otel_tokens_run(["--task", "capped", "--user", "alice", "--", *run.command], env, home)
+    assert done.returncode == 0, done.stderr  # the agent's calls went through: we heard of them after
+    sdk = (
+        "import anthropic; anthropic.Anthropic().messages.create(model='claude-sonnet-4-6', max_tokens=8,"
+        " messages=[{'role': 'user', 'content': 'hi'}])"
+    )
+    requests_before = len(fake.requests)
+    after = otel_tokens_run(
+        ["--task", "capped", "--user", "alice", "--", sys.executable, "-c", sdk], env, home
+    )
+    assert after.returncode != 0
+    assert "BudgetExceeded" in after.stderr and "alice-cap" in after.stderr, after.stderr
+    assert len(fake.requests) == requests_before  # refused before anything was sent

@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_tokens import names as n
 from otel_tokens.agents.normalise import AgentCall, Normaliser
@@ -28,19 +28,24 @@ from otel_tokens.attribution.context import current_scope
 from otel_tokens.guard import internal_error
 from otel_tokens.telemetry.recorder import AttrValue, Recorder
 
+if TYPE_CHECKING:
+    from otel_tokens.budgets.gate import Gate
+
 logger = logging.getLogger("otel_tokens.agents")
 
 Sink = Callable[[list[AgentCall]], None]
 _MAX_BODY = 64 * 1024 * 1024
 
 
-def record_calls(recorder: Recorder, calls: list[AgentCall]) -> None:
+def record_calls(recorder: Recorder, calls: list[AgentCall], gate: Gate | None = None) -> None:
     """Record agent calls as LLM calls of the current scope (call inside the task's context).
 
     The agent is the call's ``gen_ai.agent.name`` too (unless an agent scope encloses the run),
-    so ``otel-tokens report --by agent`` puts Claude Code, Codex and Gemini CLI apart.
+    so ``otel-tokens report --by agent`` puts Claude Code, Codex and Gemini CLI apart. With
+    budgets (``OTEL_TOKENS_BUDGETS``) each call is charged to the matching ones after the fact.
     """
-    agent_scope = current_scope().span_attributes.get(n.GEN_AI_AGENT_NAME)
+    scope_attrs = current_scope().span_attributes
+    agent_scope = scope_attrs.get(n.GEN_AI_AGENT_NAME)
     for call in calls:
         record = call.record
         extra: dict[str, AttrValue] = {} if agent_scope else {n.GEN_AI_AGENT_NAME: call.source}
@@ -61,14 +66,20 @@ def record_calls(recorder: Recorder, calls: list[AgentCall]) -> None:
             start_time=start,
             source=call.source,
         )
+        if gate is not None:
+            try:
+                gate.charge(record, scope_attrs, live.span)
+            except Exception as exc:
+                internal_error("agents.budgets", exc)
         live.finish(record, end_time=call.end_ns or None, duration=duration)
 
 
 class AgentReceiver:
     """Loopback OTLP/HTTP endpoint; use as a context manager around the child's lifetime."""
 
-    def __init__(self, recorder: Recorder, host: str = "127.0.0.1") -> None:
+    def __init__(self, recorder: Recorder, host: str = "127.0.0.1", gate: Gate | None = None) -> None:
         self._recorder = recorder
+        self._gate = gate
         self._host = host
         self._context = contextvars.copy_context()
         self._lock = threading.Lock()
@@ -122,7 +133,7 @@ class AgentReceiver:
             calls = self._normaliser.calls(logs)
             if calls:
                 self.calls += len(calls)
-                self._context.run(record_calls, self._recorder, calls)
+                self._context.run(record_calls, self._recorder, calls, self._gate)
 
 
 class _Server(ThreadingHTTPServer):

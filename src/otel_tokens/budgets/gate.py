@@ -150,6 +150,16 @@ class Gate:
             ticket.hold(blocking)
         return ticket
 
+    def charge(self, record: CallRecord, attrs: Mapping[str, Any], span: Any) -> None:
+        """Account a call that already happened (a coding agent's, reported after the fact):
+        nothing can be refused or held; its real cost is added to every matching budget and
+        the thresholds it crossed are emitted, as for a call we ran. A hard budget it exhausts
+        refuses the *next* instrumented call."""
+        subject = subject_of(attrs, record.provider, record.request_model, self.service)
+        applies = applicable(self.policy, subject, datetime.now(UTC))
+        if applies:
+            Ticket(self, record, {}, applies).settle(record, span)
+
     def estimate(self, base: CallRecord, kwargs: Mapping[str, Any]) -> Estimate:
         est = estimate(
             kwargs,

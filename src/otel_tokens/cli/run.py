@@ -75,7 +75,13 @@ def _start_receiver(
     try:
         from otel_tokens.telemetry.recorder import Recorder
 
-        return AgentReceiver(Recorder(tracer_provider, meter_provider)).start()
+        recorder = Recorder(tracer_provider, meter_provider)
+        gate = None
+        if os.environ.get(n.ENV_BUDGETS):  # agents' calls count against the budgets too
+            from otel_tokens.budgets.gate import gate_from_env
+
+            gate = gate_from_env(lambda: recorder.pricer, recorder.meter)
+        return AgentReceiver(recorder, gate=gate).start()
     except Exception as exc:
         internal_error("run.agent_receiver", exc)
         return None
