@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-every", type=int, default=2)
     parser.add_argument("--requests")
     parser.add_argument("--pace", type=float, default=0.0)
+    parser.add_argument("--hold", help="after the calls, wait until this file exists, then exit")
     parser.add_argument("--anthropic-every", type=int, default=3, help="0: openai only (faster start)")
     args = parser.parse_args(argv)
     answers: list[str] = []
@@ -94,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.requests, "w", encoding="utf-8") as f:
                 for request in fake.requests:
                     f.write(json.dumps({"headers": request.headers, "body": request.body.decode()}) + "\n")
+    if args.hold:
+        import os
+
+        while not os.path.exists(args.hold):
+            time.sleep(0.05)
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"answers": answers, "latencies": latencies, "max_rss_kib": rss_kib}))
     sys.stdout.flush()
