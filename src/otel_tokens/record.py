@@ -19,7 +19,8 @@ Normalisation rules, stated once:
   ``output_audio_tokens`` / ``output_image_tokens`` (of output). ``web_searches`` counts
   server-side web-search requests (not tokens). ``details`` holds any other genai-prices
   usage key an SDK reports (e.g. ``cache_audio_read_tokens``, ``input_video_tokens``,
-  ``code_executions``) as sorted ``(key, count)`` pairs, same subset rule.
+  ``code_executions``) as sorted ``(key, count)`` pairs, same subset rule; a key that has
+  its own field (`GENAI_KEYS`) never stays in ``details``.
 * The call's price context is on the record, not in `Usage`: ``service_tier`` (OpenAI
   ``service_tier``, Anthropic ``usage.service_tier``, as the *response* reports it, else as
   requested) and ``speed`` (Anthropic fast mode).
@@ -34,12 +35,28 @@ Normalisation rules, stated once:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final
 
 # No model reads or writes anywhere near 2**32 tokens in one call; past it a number is a bug,
 # and sums of such numbers still fit OTLP's and SQLite's int64.
 MAX_TOKENS: Final = 2**32 - 1
+
+# genai-prices usage key -> the `Usage` field that carries it (every other key goes in `details`)
+GENAI_KEYS: Final[Mapping[str, str]] = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read_tokens",
+    "cache_write_tokens": "cache_write_tokens",
+    "output_reasoning_tokens": "reasoning_tokens",
+    "cache_write_1h_tokens": "cache_write_1h_tokens",
+    "input_audio_tokens": "input_audio_tokens",
+    "output_audio_tokens": "output_audio_tokens",
+    "input_image_tokens": "input_image_tokens",
+    "output_image_tokens": "output_image_tokens",
+    "web_searches": "web_searches",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +124,34 @@ def normalised_usage(
 
     Missing values become 0; values outside ``[0, MAX_TOKENS]`` become 0 and flag the
     usage implausible; the subset invariants are restored by raising the totals (never by
-    dropping reported cache tokens).
+    dropping reported cache tokens). A `details` key that has its own field (`GENAI_KEYS`)
+    moves to that field (an explicit argument wins), so nothing is priced twice.
     """
+    if details and not GENAI_KEYS.keys().isdisjoint(details):
+        details = dict(details)
+        given = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read_tokens,
+            "cache_write_tokens": cache_write_tokens,
+            "reasoning_tokens": reasoning_tokens,
+            "cache_write_1h_tokens": cache_write_1h_tokens,
+            "input_audio_tokens": input_audio_tokens,
+            "output_audio_tokens": output_audio_tokens,
+            "input_image_tokens": input_image_tokens,
+            "output_image_tokens": output_image_tokens,
+            "web_searches": web_searches,
+        }
+        for key in [k for k in details if k in GENAI_KEYS]:
+            value = details.pop(key)
+            if given[GENAI_KEYS[key]] is None:
+                given[GENAI_KEYS[key]] = value
+        input_tokens, output_tokens = given["input_tokens"], given["output_tokens"]
+        cache_read_tokens, cache_write_tokens = given["cache_read_tokens"], given["cache_write_tokens"]
+        reasoning_tokens, cache_write_1h_tokens = given["reasoning_tokens"], given["cache_write_1h_tokens"]
+        input_audio_tokens, output_audio_tokens = given["input_audio_tokens"], given["output_audio_tokens"]
+        input_image_tokens, output_image_tokens = given["input_image_tokens"], given["output_image_tokens"]
+        web_searches = given["web_searches"]
     counts = (
         input_tokens,
         output_tokens,

@@ -19,7 +19,7 @@ from otel_tokens.pricing import cards
 from otel_tokens.pricing import pricer as pricing
 from otel_tokens.pricing.price_file import Rate
 from otel_tokens.pricing.pricer import Price, Pricer, default_pricer, load_price_file, reset_default_pricer
-from otel_tokens.record import Usage
+from otel_tokens.record import Usage, normalised_usage
 
 D = Decimal
 
@@ -191,6 +191,29 @@ def test_every_bundled_model_prices_every_dimension_and_service_tier_like_genai_
                 assert got is not None and got.total == want, (provider.id, model.id, ctx)
                 checked += 1
     assert checked > 2_000
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "details"),
+    [
+        ("google", "gemini-2.5-flash", {"cache_audio_read_tokens": 1_881, "input_audio_tokens": 1_917}),
+        ("google", "gemini-2.5-pro", {"input_video_tokens": 15_780, "input_tool_tokens": 764}),
+        ("openai", "gpt-4o-audio-preview", {"input_audio_tokens": 3_000}),
+    ],
+)
+def test_other_genai_prices_usage_keys_in_details(provider: str, model: str, details: dict[str, int]) -> None:
+    u = normalised_usage(
+        input_tokens=20_000, output_tokens=500, cache_read_tokens=5_000, reasoning_tokens=100, details=details
+    )
+    want = genai_prices.calc_price(cards.genai_usage(u), model, provider_id=provider).total_price
+    got = Pricer().price(provider, model, u)
+    assert got is not None and got.total == want
+    if model == "gemini-2.5-flash":  # it prices audio apart: the details change the price
+        plain = normalised_usage(
+            input_tokens=20_000, output_tokens=500, cache_read_tokens=5_000, reasoning_tokens=100
+        )
+        other = Pricer().price(provider, model, plain)
+        assert other is not None and other.total != got.total
 
 
 @pytest.mark.parametrize(

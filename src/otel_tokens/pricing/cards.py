@@ -24,7 +24,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-from otel_tokens.record import Usage, normalised_usage
+from otel_tokens.record import GENAI_KEYS, Usage, normalised_usage
 
 if TYPE_CHECKING:
     from genai_prices.types import ModelInfo, ModelPrice
@@ -36,20 +36,8 @@ _ZERO: Final = Decimal(0)
 _REFRESH_S: Final = 3600.0
 _TOLERANCE: Final = Decimal("1e-15")  # USD; only non-decimal units (per hour) ever round
 
-# `Usage` field -> genai-prices usage key
-FIELDS: Final = (
-    ("input_tokens", "input_tokens"),
-    ("output_tokens", "output_tokens"),
-    ("cache_read_tokens", "cache_read_tokens"),
-    ("cache_write_tokens", "cache_write_tokens"),
-    ("reasoning_tokens", "output_reasoning_tokens"),
-    ("cache_write_1h_tokens", "cache_write_1h_tokens"),
-    ("input_audio_tokens", "input_audio_tokens"),
-    ("output_audio_tokens", "output_audio_tokens"),
-    ("input_image_tokens", "input_image_tokens"),
-    ("output_image_tokens", "output_image_tokens"),
-    ("web_searches", "web_searches"),
-)
+# `Usage` field -> genai-prices usage key, input and output first
+FIELDS: Final = tuple((field_name, key) for key, field_name in GENAI_KEYS.items())
 
 
 _FIELD_NAMES: Final = frozenset(name for name, _ in FIELDS)
