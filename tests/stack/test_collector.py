@@ -274,6 +274,8 @@ SAMPLING = [
     ("24th agent iteration", [task(0.05, 1), llm(0.01, **{n.AGENT_ITERATION: 24})], False),
     ("slow call 31 s", [task(0.01, 1), SpanSpec("chat gpt-4o", llm(0.01).attrs, duration_s=31.0)], True),
     ("call 29 s", [task(0.01, 1), SpanSpec("chat gpt-4o", llm(0.01).attrs, duration_s=29.0)], False),
+    # a refusal is kept by its outcome alone (even were its span not marked as an error)
+    ("call blocked by a budget", [task(0.0, 1), llm(None, **{n.OUTCOME: n.OUTCOME_BLOCKED})], True),
 ]
 
 

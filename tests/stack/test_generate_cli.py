@@ -54,8 +54,8 @@ def test_a_budget_file_of_ones_own_changes_the_budget_alerts(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("budgets: [{name: Bad Name, daily_usd: 5}]\n", "mine.yaml:1: 'name' must match"),
-        ("budgets:\n  - name: ok\n    daily_usd: -1\n", "mine.yaml:3: 'daily_usd' must be a positive number"),
+        ("budgets: [{name: Bad Name, daily_usd: 5}]\n", "mine.yaml:1: `name` must match"),
+        ("budgets:\n  - name: ok\n    daily_usd: -1\n", "mine.yaml:3: `daily_usd` must be a positive number"),
     ],
 )
 def test_a_bad_budget_file_is_one_line_naming_file_and_line(tmp_path: Path, text: str, message: str) -> None:

@@ -242,6 +242,7 @@ def test_series_notation(values: list[int | None], scale: int, expected: str) ->
 
 
 def test_budget_file_example() -> None:
+    """The daily-burn alerts are the example's day budgets over all spend or one team."""
     assert load_budgets(EXAMPLE_FILE) == (
         Budget("all", 500.0),
         Budget("team-search", 150.0, "search"),
@@ -251,14 +252,16 @@ def test_budget_file_example() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("budgets: [\n", ":2: not valid YAML"),
-        ("- 1\n", ":1: expected a mapping with a 'budgets:' list"),
-        ("budgets: 3\n", ":1: expected 'budgets:' to be a list"),
-        ("budgets:\n  - name: All\n    daily_usd: 5\n", ":2: 'name' must match"),
-        ("budgets:\n  - name: all\n    daily_usd: -5\n", ":3: 'daily_usd' must be a positive number"),
-        ("budgets:\n  - name: all\n    daily_usd: lots\n", ":3: 'daily_usd' must be a positive number"),
-        ("budgets:\n  - name: all\n", ":2: 'daily_usd' must be a positive number"),
-        ("budgets:\n  - name: all\n    daily_usd: 5\n    teem: x\n", ":2: unknown key 'teem'"),
+        ("budgets: [\n", ":2: invalid YAML/JSON"),
+        ("- 1\n", ":1: the budget file must be a mapping with a `budgets:` list"),
+        ("budgets: 3\n", ":1: `budgets` must be a list"),
+        ("budgets:\n  - name: All\n    daily_usd: 5\n", ":2: `name` must match"),
+        ("budgets:\n  - name: all\n    daily_usd: -5\n", ":3: `daily_usd` must be a positive number"),
+        ("budgets:\n  - name: all\n    daily_usd: lots\n", ":3: `daily_usd` must be a positive number"),
+        (
+            "budgets:\n  - name: all\n    daily_usd: 5\n    teem: x\n",
+            ":4: unknown budget (daily_usd format) key",
+        ),
         (
             "budgets:\n  - {name: a, daily_usd: 1}\n  - {name: a, daily_usd: 2}\n",
             ":3: budget name 'a' is used twice",
@@ -271,7 +274,7 @@ def test_budget_file_errors_name_file_and_line(tmp_path: Path, text: str, messag
     with pytest.raises(BudgetError) as err:
         load_budgets(path)
     assert str(err.value).startswith(f"{path}{message}")
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "(fix: " in str(err.value)
 
 
 def test_budget_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from otel_tokens.stack import dashboards_anomalies, dashboards_spend, dashboards_tasks
+from otel_tokens.budgets.policy import Policy
+from otel_tokens.stack import dashboards_anomalies, dashboards_budgets, dashboards_spend, dashboards_tasks
 from otel_tokens.stack.dashboards_common import DATASOURCE_UIDS, VARIABLES, substitute
 
 DASHBOARDS_DIR = Path("dashboards")
@@ -23,6 +24,7 @@ BUILDERS: dict[str, Callable[[], gd.Dashboard]] = {
     dashboards_spend.UID: dashboards_spend.build,
     dashboards_tasks.UID: dashboards_tasks.build,
     dashboards_anomalies.UID: dashboards_anomalies.build,
+    dashboards_budgets.UID: dashboards_budgets.build,  # the default budget file's; see render()
 }
 
 __all__ = [
@@ -37,9 +39,10 @@ __all__ = [
 ]
 
 
-def render(uid: str) -> dict[str, Any]:
-    """The dashboard as Grafana JSON (a dict), with stable panel ids."""
-    model: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(BUILDERS[uid]().build()))
+def render(uid: str, policy: Policy | None = None) -> dict[str, Any]:
+    """The dashboard as Grafana JSON (a dict), with stable panel ids; `policy`: the budget file's."""
+    board = dashboards_budgets.build(policy) if uid == dashboards_budgets.UID else BUILDERS[uid]()
+    model: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(board.build()))
     for i, panel in enumerate(iter_panels(model), start=1):
         panel["id"] = i
     return model
@@ -49,13 +52,13 @@ def dumps(model: dict[str, Any]) -> str:
     return json.dumps(model, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_all(repo_root: Path) -> list[Path]:
+def write_all(repo_root: Path, policy: Policy | None = None) -> list[Path]:
     out_dir = repo_root / DASHBOARDS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for uid in BUILDERS:
         path = out_dir / f"{uid}.json"
-        path.write_text(dumps(render(uid)), encoding="utf-8")
+        path.write_text(dumps(render(uid, policy)), encoding="utf-8")
         written.append(path)
     return written
 

@@ -1,4 +1,4 @@
-"""Building blocks shared by the three generated dashboards.
+"""Building blocks shared by the generated dashboards.
 
 Every PromQL expression a panel runs is built here from `otel_tokens.stack.promnames`, so label
 filters are applied the same way everywhere: a query over a series filters on every
@@ -69,6 +69,10 @@ FILTERS: Final[Mapping[str, tuple[str, ...]]] = {
     pn.TASKS: TASK_FILTERS,
     **{pn.TASK_COST + suffix: TASK_FILTERS for suffix in ("_bucket", "_sum", "_count")},
     **{pn.TASK_LLM_CALLS + suffix: TASK_FILTERS for suffix in ("_bucket", "_sum", "_count")},
+    # budget series carry the budget name and the service, never a scope value
+    pn.BUDGET_UTILIZATION: (pn.JOB,),
+    pn.BUDGET_CROSSINGS: (pn.JOB,),
+    pn.BUDGET_LEDGER_ERRORS: (pn.JOB,),
 }
 
 
@@ -89,6 +93,7 @@ def recorded_filters(series: str) -> tuple[str, ...]:
 _EXTRA_LEVELS: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
     "otel_tokens_status": ("otel_tokens_status", (pn.OUTCOME, pn.COST_STATUS)),
     "otel_tokens_model_status": ("otel_tokens_model_status", (*pn.MODEL_LABELS, pn.COST_STATUS)),
+    "otel_tokens_budget": ("otel_tokens_budget", (pn.BUDGET,)),
 }
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from otel_tokens.stack import _yaml, rules, scenarios, scenarios_day
-from otel_tokens.stack.budgets import Budget, BudgetError, budget_file, load_budgets
+from otel_tokens.budgets.policy import Policy
+from otel_tokens.stack import _yaml, rules, scenarios, scenarios_budgets, scenarios_day
+from otel_tokens.stack.budgets import Budget, BudgetError, budget_file, daily_budgets, load_stack_policy
 
 EXTRA_HINT = "dashboards need grafana-foundation-sdk: pip install 'otel-tokens[stack]'"
 
@@ -28,27 +29,36 @@ def generate(out: Path, budgets: Path | None = None) -> list[Path]:
     except ImportError:
         raise StackError(f"stack generate: {EXTRA_HINT}") from None
     try:
-        parsed = load_budgets(budgets if budgets is not None else budget_file())
+        policy = load_stack_policy(budgets if budgets is not None else budget_file())
     except BudgetError as exc:
-        raise StackError(str(exc)) from None
+        raise StackError("\notel-tokens: ".join(exc.errors)) from None
     from otel_tokens.stack import agents, dashboards
 
-    return dashboards.write_all(out) + write_rules(out, budgets=parsed) + agents.write(out)
+    return (
+        dashboards.write_all(out, policy)
+        + write_rules(out, budgets=daily_budgets(policy), policy=policy)
+        + agents.write(out)
+    )
 
 
 def write_rules(
-    repo_root: Path, *, thresholds: rules.Thresholds = rules.DEFAULTS, budgets: Sequence[Budget] | None = None
+    repo_root: Path,
+    *,
+    thresholds: rules.Thresholds = rules.DEFAULTS,
+    budgets: Sequence[Budget] | None = None,
+    policy: Policy | None = None,
 ) -> list[Path]:
     """Write the Prometheus rules, their promtool tests and the Grafana alerting files."""
     from otel_tokens.stack import grafana_alerts  # needs the [stack] extra
 
-    chosen = tuple(budgets) if budgets is not None else rules.default_budgets()
-    rule_groups = rules.groups(thresholds, chosen)
+    policy = policy if policy is not None else rules.default_policy()
+    chosen = tuple(budgets) if budgets is not None else daily_budgets(policy)
+    rule_groups = rules.groups(thresholds, chosen, policy)
     written: list[Path] = []
     for name, content in rules.prometheus_files(rule_groups).items():
         written.append(_yaml.write(repo_root / rules.RULES_DIR / name, content, rules.GENERATED))
     rule_files = [f"../rules/{name}" for name in rules.prometheus_files(rule_groups)]
-    for name, content in promtool_tests(rule_groups, thresholds, rule_files, chosen).items():
+    for name, content in promtool_tests(rule_groups, thresholds, rule_files, chosen, policy).items():
         written.append(_yaml.write(repo_root / rules.TESTS_DIR / name, content, rules.GENERATED))
     written += grafana_alerts.write(repo_root, rule_groups)
     return written
@@ -59,6 +69,7 @@ def promtool_tests(
     t: rules.Thresholds,
     rule_files: list[str],
     budgets: tuple[Budget, ...] | None = None,
+    policy: Policy | None = None,
 ) -> dict[str, dict[str, object]]:
     alerts = {r.uid: r for g in rule_groups for r in g.rules if isinstance(r, rules.Alert)}
     files = {  # name: (test groups, evaluation interval)
@@ -68,6 +79,7 @@ def promtool_tests(
         "retry-storm.yml": (scenarios.retry_storm(alerts, t), "1m"),
         "unpriced-model.yml": (scenarios.unpriced_model(alerts, t), "1m"),
         "daily-budget.yml": (scenarios_day.daily_budget(alerts, t, budgets), "1m"),
+        "budgets.yml": (scenarios_budgets.budget_rules(alerts, t, policy or Policy()), "1m"),
         "recording.yml": (scenarios_day.recording(alerts, t), "5m"),  # exact values do not need 1m steps
     }
     return {

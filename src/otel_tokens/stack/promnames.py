@@ -47,6 +47,10 @@ TASK_COST: Final = metric(n.M_TASK_COST, n.UNIT_USD)  # histogram: add _bucket/_
 TASK_LLM_CALLS: Final = metric(n.M_TASK_LLM_CALLS, n.UNIT_CALL)  # histogram
 OPERATION_DURATION: Final = metric(n.M_OPERATION_DURATION, n.UNIT_SECONDS)  # histogram
 TOKEN_USAGE: Final = metric(n.M_TOKEN_USAGE, n.UNIT_TOKEN)  # histogram
+# a gauge of unit "1" gets Prometheus' "_ratio" suffix
+BUDGET_UTILIZATION: Final = metric(n.M_BUDGET_UTILIZATION) + "_ratio"
+BUDGET_CROSSINGS: Final = metric(n.M_BUDGET_CROSSINGS, "{crossing}", counter=True)
+BUDGET_LEDGER_ERRORS: Final = metric(n.M_BUDGET_LEDGER_ERRORS, "{error}", counter=True)
 
 # --- labels ----------------------------------------------------------------------------------
 JOB: Final = "job"  # service.namespace/service.name, set by the exporter
@@ -73,11 +77,13 @@ AGENT: Final = label(n.GEN_AI_AGENT_NAME)
 # labels the rules add to the alerts they raise
 SEVERITY: Final = "severity"
 BUDGET: Final = label(n.BUDGET_NAME)
+BUDGET_THRESHOLD: Final = label(n.BUDGET_THRESHOLD)
 
 # --- label values ----------------------------------------------------------------------------
 COST_STATUS_PRICED: Final = "priced"
 COST_STATUS_UNPRICED: Final = "unpriced"
 COST_STATUS_UNKNOWN_USAGE: Final = "unknown_usage"
+OUTCOME_BLOCKED: Final = n.OUTCOME_BLOCKED
 
 # --- aggregation levels: recorded-series prefix and the labels kept ---------------------------
 LEVEL_TOTAL: Final = ("otel_tokens", ())
@@ -130,6 +136,11 @@ TASK_LLM_CALLS_PER_TASK_AVG_1D: Final = "otel_tokens_task_size:llm_calls_per_tas
 TASK_TASKS_15M: Final = "otel_tokens_task_size:finished_tasks:increase15m"
 TASK_LOOP_REPEATS_RATE: Final = "otel_tokens_task:loop_repeats_per_second:rate5m"
 TASKS_RATE: Final = "otel_tokens_task:tasks_per_second:rate5m"  # by task name and outcome
+# budgets, by otel_tokens_budget_name (otel_tokens.stack.budget_rules)
+BUDGET_UTIL: Final = "otel_tokens_budget:utilization:max"  # spent / limit, the freshest process's
+BUDGET_UTIL_DERIV: Final = "otel_tokens_budget:utilization_per_second:deriv1h"
+BUDGET_PROJECTED: Final = "otel_tokens_budget:utilization:projected_period_end"
+BUDGET_BLOCKED_RATE: Final = "otel_tokens_budget:blocked_calls_per_second:rate5m"
 
 # The levels the z-score and budget rules are computed at.
 MODEL_LABELS: Final = LEVEL_MODEL[1]

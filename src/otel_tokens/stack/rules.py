@@ -28,11 +28,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from otel_tokens.budgets.policy import Policy
+from otel_tokens.stack import budget_rules
 from otel_tokens.stack import promnames as p
-from otel_tokens.stack.budgets import Budget, budget_file, load_budgets
+from otel_tokens.stack.budgets import Budget, budget_file, daily_budgets, load_stack_policy
+from otel_tokens.stack.ruledefs import DEFAULTS as DEFAULTS
+from otel_tokens.stack.ruledefs import EVAL_INTERVAL_MINUTES as EVAL_INTERVAL_MINUTES
+from otel_tokens.stack.ruledefs import MIN_RELATIVE_STDDEV as MIN_RELATIVE_STDDEV
+from otel_tokens.stack.ruledefs import Alert as Alert
+from otel_tokens.stack.ruledefs import Group as Group
+from otel_tokens.stack.ruledefs import Recording as Recording
+from otel_tokens.stack.ruledefs import Thresholds as Thresholds
+from otel_tokens.stack.ruledefs import number as number
 
 RULES_DIR = Path("deploy/prometheus/rules")
 TESTS_DIR = Path("deploy/prometheus/tests")
@@ -43,71 +52,8 @@ def _check(report_args: str) -> str:
     return f"Check `otel-tokens top` and `otel-tokens report --since 24h {report_args}`"
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Alert parameters. Rates are per second unless the name says otherwise."""
-
-    spike_zscore: float = 4.0  # standard deviations above the 1-day mean of the 5m spend rate
-    spike_min_usd_per_hour: float = 2.0  # floor: below this spend rate nobody is paged
-    spike_for: str = "10m"
-    spike_min_history_hours: float = 18.0  # of the 1-day baseline, before a z-score exists
-    loop_factor: float = 3.0  # LLM calls per task vs its 1-day average
-    loop_min_calls_per_task: float = 10.0  # floor for the runaway-loop alert
-    loop_min_tasks: float = 3.0  # finished tasks of that name and size in the 15m window
-    loop_for: str = "5m"
-    repeats_per_minute: float = 3.0  # identical requests repeated within a task
-    repeats_for: str = "5m"
-    retry_ratio: float = 0.25  # SDK retries per LLM call
-    retry_min_calls_per_minute: float = 1.0
-    retry_for: str = "10m"
-    unpriced_for: str = "15m"
-    budget_for: str = "15m"
-
-
-DEFAULTS = Thresholds()
-EVAL_INTERVAL_MINUTES = 1  # rule groups' evaluation interval
-MIN_RELATIVE_STDDEV = 0.01  # z-scores need a baseline stddev of at least 1% of its mean
-
-
-@dataclass(frozen=True)
-class Recording:
-    record: str
-    expr: str
-
-
-@dataclass(frozen=True)
-class Alert:
-    name: str
-    uid: str  # Grafana rule uid, unique, [a-z0-9-], at most 40 characters
-    expr: str
-    for_: str
-    severity: str
-    summary: str  # may use {{ $labels.NAME }}
-    description: str
-    runbook: str
-    labels: tuple[tuple[str, str], ...] = ()  # static labels besides severity
-
-    def all_labels(self) -> dict[str, str]:
-        return {p.SEVERITY: self.severity, **dict(self.labels)}
-
-    def annotations(self) -> dict[str, str]:
-        return {"summary": self.summary, "description": self.description, "runbook": self.runbook}
-
-
-@dataclass(frozen=True)
-class Group:
-    name: str
-    interval: str
-    rules: tuple[Recording | Alert, ...] = field(default=())
-
-
 def _by(labels: Sequence[str]) -> str:
     return f"sum by ({', '.join(labels)}) " if labels else "sum "
-
-
-def number(value: float) -> str:
-    """A threshold as PromQL shows it: 4 not 4.0."""
-    return repr(float(value)).removesuffix(".0")
 
 
 def _label(name: str) -> str:
@@ -321,10 +267,15 @@ def _budget_alert(budget: Budget, t: Thresholds) -> Alert:
     )
 
 
-def groups(t: Thresholds = DEFAULTS, budgets: Sequence[Budget] = ()) -> tuple[Group, ...]:
+def groups(
+    t: Thresholds = DEFAULTS, budgets: Sequence[Budget] = (), policy: Policy | None = None
+) -> tuple[Group, ...]:
+    """Recording then alert rules; `policy` adds the budget file's utilisation rules."""
+    recordings = recording_rules(t) + (budget_rules.recording_rules(policy) if policy else ())
+    alerts = alert_rules(t, budgets) + (budget_rules.alert_rules(policy, t) if policy else ())
     return (
-        Group("otel_tokens_recording", f"{EVAL_INTERVAL_MINUTES}m", recording_rules(t)),
-        Group("otel_tokens_alerts", f"{EVAL_INTERVAL_MINUTES}m", alert_rules(t, budgets)),
+        Group("otel_tokens_recording", f"{EVAL_INTERVAL_MINUTES}m", recordings),
+        Group("otel_tokens_alerts", f"{EVAL_INTERVAL_MINUTES}m", alerts),
     )
 
 
@@ -350,14 +301,18 @@ def prometheus_files(rule_groups: Sequence[Group]) -> dict[str, dict[str, object
     }
 
 
+def default_policy() -> Policy:
+    return load_stack_policy(budget_file())
+
+
 def default_budgets() -> tuple[Budget, ...]:
-    return load_budgets(budget_file())
+    return daily_budgets(default_policy())
 
 
 def all_queries() -> list[tuple[str, str]]:
     """(name, PromQL) of every recording and alert rule, for running against a live Prometheus."""
     out: list[tuple[str, str]] = []
-    for group in groups(DEFAULTS, default_budgets()):
+    for group in groups(DEFAULTS, default_budgets(), default_policy()):
         for rule in group.rules:
             if isinstance(rule, Recording):
                 out.append((rule.record, rule.expr))

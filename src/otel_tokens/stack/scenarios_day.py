@@ -21,6 +21,8 @@ from otel_tokens.stack.ruletests import (
 )
 from otel_tokens.stack.scenarios import USD, _call, _counter
 
+DAILY_BURN = "OtelTokensDailyBudgetBurn"
+
 
 def _alerts_sample(alert: Alert, at: int) -> dict[str, object]:
     labels = {"alertname": alert.name, "alertstate": "firing", **alert.all_labels()}
@@ -39,6 +41,8 @@ def daily_budget(
     at most 40% of its amount, counting all the spenders it covers; at 16:00 UTC each spender
     surges to 4x its own budget by midnight, so every budget's alert fires."""
     budgets = budgets if budgets is not None else default_budgets()
+    if not budgets:
+        return []
     rng = random.Random(scenarios.SEED + 6)
     surge = 960  # 16:00 UTC, after the day's peak
     check = surge + _minutes(t.budget_for) + 45
@@ -58,7 +62,9 @@ def daily_budget(
             return rate if m >= surge else base * diurnal(m)
 
         series.append(_counter(rng, p.COST, _call(team, "openai", "gpt-4o", f"web/{budget.name}"), mean, n))
-        alert = next(a for a in alerts.values() if dict(a.labels).get(p.BUDGET) == budget.name)
+        alert = next(
+            a for a in alerts.values() if a.name == DAILY_BURN and dict(a.labels).get(p.BUDGET) == budget.name
+        )
         exprs += [
             never_fired(alert.name, surge - 1, f'{p.BUDGET}="{budget.name}"'),
             _alerts_sample(alert, check),
@@ -142,7 +148,8 @@ def recording(alerts: dict[str, Alert], t: Thresholds) -> list[object]:
     exprs = [exact(expr, at, samples) for expr, samples in spend.items()]
     exprs.append(exact(p.SPEND_TODAY, DAY + 5, [({}, 4.5)]))  # reset at midnight: 5 minutes of today
     # the budget formula: spent today + last hour's rate x seconds left today
-    for alert in (a for a in alerts.values() if p.BUDGET in dict(a.labels) and p.TEAM not in dict(a.labels)):
+    daily = (a for a in alerts.values() if a.name == DAILY_BURN and p.TEAM not in dict(a.labels))
+    for alert in daily:
         projected = 108 + 0.015 * (86400 - 7200)
         limit = float(alert.expr.rsplit(">", 1)[1])
         exprs.append(exact(alert.expr, at, [({}, projected)] if projected > limit else []))
