@@ -138,11 +138,30 @@ def spike_burst(fake: FakeLLM, oa: openai.OpenAI) -> None:
             chat(oa, "gpt-4o-mini", f"huge {j}")
 
 
+def budgets(fake: FakeLLM, oa: openai.OpenAI, ledger_down: bool) -> None:
+    """Under the test's budget file (OTEL_TOKENS_BUDGETS, names of the example file): one call
+    crosses every soft threshold of `all`; a call whose estimate would pass the per-task
+    hard budget `small-tasks` is refused before it is sent."""
+    with otel_tokens.task("budgeted", size="S", user="alice", team="e2e-budgets"):
+        fake.enqueue(Reply.ok(input_tokens=1000, output_tokens=100))
+        oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        if ledger_down:  # on_ledger_error: allow (the default): counted, never blocked
+            return
+        try:
+            oa.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "essay"}], max_tokens=100_000
+            )
+            raise SystemExit("the budget did not block the call")
+        except otel_tokens.BudgetExceeded:
+            pass
+
+
 # phase -> the short-lived processes it runs (the spike baseline is the one long-lived worker)
 STEPS: dict[str, tuple[str, ...]] = {
     "main": ("summarise:0", "summarise:1", "summarise:2", "research", "broken:0", "broken:1"),
     "ci": ("eval:0", "eval:1"),
     "spike": ("baseline",),
+    "budgets": ("budgets", "budgets:ledger-down"),  # the second with an unreachable ledger
 }
 
 
@@ -160,6 +179,8 @@ def step(fake: FakeLLM, oa: openai.OpenAI, an: anthropic.Anthropic, name: str, b
         spike_baseline(fake, oa, baseline_s)
     elif what == "burst":
         spike_burst(fake, oa)
+    elif what == "budgets":
+        budgets(fake, oa, arg == "ledger-down")
     else:
         raise SystemExit(f"unknown step {name!r}")
 

@@ -50,7 +50,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
 WORKLOAD = Path(__file__).with_name("e2e_dashboards_workload.py")
 RUN = uuid.uuid4().hex[:6]
-JOBS = {phase: f"e2e-{RUN}-{phase}" for phase in ("main", "ci", "spike")}
+JOBS = {phase: f"e2e-{RUN}-{phase}" for phase in ("main", "ci", "spike", "budgets")}
 ALL_JOBS = f"e2e-{RUN}-.*"
 BASELINE_S = 60.0  # spike baseline: ~60 evaluations of the 1-day z-score before the burst
 PIPELINE, PIPELINE_JOB = "nightly-evals", "eval-job"
@@ -134,6 +134,24 @@ def workload_env(stack: Stack, phase: str) -> dict[str, str]:
     return env
 
 
+# The budgets phase runs under a file with the example's budget names (the committed Budgets
+# dashboard draws those) and small limits, on a ledger of this run's own.
+E2E_BUDGETS = """\
+budgets:
+  - {name: all, match: {}, limit_usd: 0.0001, period: day}
+  - {name: team-search, match: {team: e2e-budgets}, limit_usd: 1, period: day}
+  - {name: alice-monthly, match: {user: alice}, limit_usd: 100, period: month, action: block}
+  - {name: small-tasks, match: {task_size: S}, limit_usd: 0.01, period: task, action: block}
+"""
+
+
+def budget_env(out: Path, step: str) -> dict[str, str]:
+    path = out / "budgets.yaml"
+    path.write_text(E2E_BUDGETS)
+    ledger = "redis://127.0.0.1:1/0" if step.endswith("ledger-down") else f"sqlite:///{out / 'budgets.db'}"
+    return {n.ENV_BUDGETS: str(path), n.ENV_LEDGER: ledger}
+
+
 @dataclasses.dataclass
 class Spans:
     records: list[dict[str, Any]]
@@ -176,7 +194,7 @@ def test_rules(
     rules_dir = tmp_path_factory.mktemp("e2e-rules")
     groups = [
         dataclasses.replace(g, interval="1s", rules=tuple(map(scale_time, g.rules)))
-        for g in rules.groups(TEST_THRESHOLDS, rules.default_budgets())
+        for g in rules.groups(TEST_THRESHOLDS, rules.default_budgets(), rules.default_policy())
     ]
     for old, new in TIME_SCALING:
         assert any(new in r.expr for g in groups for r in g.rules), f"no rule contains {old!r} any more"
@@ -216,9 +234,8 @@ def run(
 
     def start(phase: str, step: str) -> subprocess.Popen[str]:
         argv = [sys.executable, str(WORKLOAD), step, str(out / f"{phase}.jsonl"), str(BASELINE_S)]
-        return subprocess.Popen(
-            argv, env=workload_env(stack, phase), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        env = workload_env(stack, phase) | (budget_env(out, step) if phase == "budgets" else {})
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def finish(procs: dict[str, subprocess.Popen[str]]) -> None:
         for name, proc in procs.items():

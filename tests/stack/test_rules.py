@@ -219,6 +219,9 @@ def test_all_queries_lists_every_rule() -> None:
         (promnames.TEAM, "otel_tokens_team"),
         (promnames.PROVIDER, "gen_ai_provider_name"),
         (promnames.PIPELINE_TASK, "cicd_pipeline_task_name"),
+        (promnames.BUDGET_UTILIZATION, "otel_tokens_budget_utilization_ratio"),
+        (promnames.BUDGET_CROSSINGS, "otel_tokens_budget_crossings_total"),
+        (promnames.BUDGET_LEDGER_ERRORS, "otel_tokens_budget_ledger_errors_total"),
     ],
 )
 def test_prometheus_names_match_deploy_prom_names(name: str, expected: str) -> None:
