@@ -46,6 +46,7 @@ USER_ID: Final = "user.id"
 # --- values ---------------------------------------------------------------------------
 OP_CHAT: Final = "chat"
 OP_EMBEDDINGS: Final = "embeddings"
+OP_TEXT_COMPLETION: Final = "text_completion"  # the legacy completions API
 OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
 OP_INVOKE_AGENT: Final = "invoke_agent"
 PROVIDER_OPENAI: Final = "openai"

@@ -143,6 +143,11 @@ class ScopeManager:
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> ScopeManager:
+        self._token = otel_context.attach(self._open())
+        return self
+
+    def _open(self) -> otel_context.Context:
+        """Start the scope (its span, its rollup); the context to run its work in."""
         if self.scope is not None:
             raise RuntimeError(f"{self.kind}({self.name!r}) is already in use; open a new one for each block")
         ensure_configured()  # providers from the environment, unless the app set its own
@@ -173,12 +178,19 @@ class ScopeManager:
         except Exception as exc:
             internal_error("attribution.enter", exc)
             ctx = otel_context.set_value(SCOPE_KEY, scope)
-        self._token = otel_context.attach(ctx)
-        return self
+        return ctx
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        try:
+            self._close(exc)
+        finally:
+            if self._token is not None:
+                otel_context.detach(self._token)
+                self._token = None
+
+    def _close(self, exc: BaseException | None) -> None:
         scope = self.scope
         if scope is None:
             return
@@ -188,9 +200,6 @@ class ScopeManager:
             internal_error("attribution.exit", error)
         finally:
             scope.ended = True  # threads started inside it fall back to its parent from now on
-            if self._token is not None:
-                otel_context.detach(self._token)
-                self._token = None
 
     async def __aenter__(self) -> ScopeManager:
         return self.__enter__()
@@ -231,6 +240,20 @@ class ScopeManager:
                 self.kind, self.name, self._attrs, self._tracer_provider, self._meter_provider
             )
 
+        if inspect.isasyncgenfunction(func):
+
+            @functools.wraps(func)
+            def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return _scoped_async_generator(fresh(), func, args, kwargs)
+
+            return cast(F, agen_wrapper)
+        if inspect.isgeneratorfunction(func):
+
+            @functools.wraps(func)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return _scoped_generator(fresh(), func, args, kwargs)
+
+            return cast(F, gen_wrapper)
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -246,6 +269,99 @@ class ScopeManager:
                 return func(*args, **kwargs)
 
         return cast(F, wrapper)
+
+
+# A decorated generator function's scope lives from its first item to its end, not from the
+# call that creates the generator (that call runs none of its body). Its context is attached
+# only while the body runs, around each step, so the consumer's code between items is not
+# attributed to it. A generator closed early or collected ends its scope at the next safe
+# point (`otel_tokens.deferred`): a finaliser never records.
+
+
+def _scoped_generator(manager: ScopeManager, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    ctx = manager._open()
+    inner = func(*args, **kwargs)
+    error: BaseException | None = None
+    sent: Any = None
+    thrown: BaseException | None = None
+    try:
+        while True:
+            token = otel_context.attach(ctx)
+            try:
+                if thrown is not None:
+                    exc, thrown = thrown, None
+                    item = inner.throw(exc)
+                else:
+                    item = inner.send(sent)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                otel_context.detach(token)
+            try:
+                sent = yield item
+            except GeneratorExit:
+                token = otel_context.attach(ctx)
+                try:
+                    inner.close()
+                finally:
+                    otel_context.detach(token)
+                raise
+            except BaseException as exc:
+                thrown = exc
+    except GeneratorExit:
+        deferred.defer(functools.partial(manager._close, None))
+        manager = None  # type: ignore[assignment]
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if manager is not None:
+            manager._close(error)
+
+
+async def _scoped_async_generator(
+    manager: ScopeManager, func: Callable[..., Any], args: Any, kwargs: Any
+) -> Any:
+    ctx = manager._open()
+    inner = func(*args, **kwargs)
+    error: BaseException | None = None
+    sent: Any = None
+    thrown: BaseException | None = None
+    try:
+        while True:
+            token = otel_context.attach(ctx)
+            try:
+                if thrown is not None:
+                    exc, thrown = thrown, None
+                    item = await inner.athrow(exc)
+                else:
+                    item = await inner.asend(sent)
+            except StopAsyncIteration:
+                return
+            finally:
+                otel_context.detach(token)
+            try:
+                sent = yield item
+            except GeneratorExit:
+                token = otel_context.attach(ctx)
+                try:
+                    await inner.aclose()
+                finally:
+                    otel_context.detach(token)
+                raise
+            except BaseException as exc:
+                thrown = exc
+    except GeneratorExit:
+        deferred.defer(functools.partial(manager._close, None))
+        manager = None  # type: ignore[assignment]
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if manager is not None:
+            manager._close(error)
 
 
 def task(

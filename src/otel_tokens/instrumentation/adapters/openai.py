@@ -185,6 +185,16 @@ RESPONSES = Endpoint(
     messages_key="input",
     sdk_provider_of=client_provider,
 )
+# the legacy completions API: chat's usage and choices, a prompt instead of messages
+COMPLETIONS = Endpoint(
+    n.PROVIDER_OPENAI,
+    n.OP_TEXT_COMPLETION,
+    chat_record,
+    ChatStreamObserver,
+    messages_key="prompt",
+    sdk_provider_of=client_provider,
+    usage_option=include_usage,
+)
 EMBEDDINGS = Endpoint(
     n.PROVIDER_OPENAI,
     n.OP_EMBEDDINGS,
@@ -202,6 +212,10 @@ TARGETS: tuple[tuple[str, str, str, Endpoint, str], ...] = (
     ("openai.resources.chat.completions.completions", "AsyncCompletions", "parse", CHAT, "call"),
     ("openai.resources.responses.responses", "Responses", "create", RESPONSES, "call"),
     ("openai.resources.responses.responses", "AsyncResponses", "create", RESPONSES, "call"),
+    ("openai.resources.responses.responses", "Responses", "parse", RESPONSES, "call"),
+    ("openai.resources.responses.responses", "AsyncResponses", "parse", RESPONSES, "call"),
+    ("openai.resources.completions", "Completions", "create", COMPLETIONS, "call"),
+    ("openai.resources.completions", "AsyncCompletions", "create", COMPLETIONS, "call"),
     ("openai.resources.embeddings", "Embeddings", "create", EMBEDDINGS, "call"),
     ("openai.resources.embeddings", "AsyncEmbeddings", "create", EMBEDDINGS, "call"),
 )
