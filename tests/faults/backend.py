@@ -202,11 +202,13 @@ class BlackHole:
 
 
 class SlowProxy:
-    """Forward every connection to `target` after `delay` seconds (each request, each way)."""
+    """Forward every connection to `target`, each chunk the app sends `delay` seconds late;
+    `sent` keeps every byte the app sent (for the secrets scan)."""
 
     def __init__(self, target_port: int, delay: float) -> None:
         self.target = target_port
         self.delay = delay
+        self.sent: list[bytes] = []  # every byte the app sent through the proxy
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -229,7 +231,9 @@ class SlowProxy:
                 if not data:
                     break
                 if slow:
-                    time.sleep(self.delay)
+                    self.sent.append(data)
+                    if self.delay:
+                        time.sleep(self.delay)
                 dst.sendall(data)
         except OSError:
             pass

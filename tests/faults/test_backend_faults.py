@@ -27,7 +27,7 @@ from tests.faults import app
 from tests.faults.backend import BlackHole, LiveStack, SlowProxy
 from tests.faults.runapp import REPO, AppRun, app_env
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.faults, pytest.mark.stack, pytest.mark.timeout(600)]
 
 CALLS = 200
 PACE = 0.03  # seconds between calls: the run lasts several export intervals
@@ -222,6 +222,72 @@ def test_a_process_killed_during_an_outage_loses_what_was_not_exported(live: Liv
     want = _expected_cost(CALLS)
     RESULTS["died"] = {"calls_in_prometheus": got_calls, "cost": got, "workload_cost_if_finished": want}
     assert 0 < got_calls < CALLS and 0 < got < want
+
+
+SECRETS = {
+    "openai API key": app.API_KEY.encode(),
+    "anthropic API key": app.ANTHROPIC_KEY.encode(),
+    "key fragment": b"SECRET-",
+    "raw user id (hashing on)": app.USER.encode(),
+    "prompt text (capture off)": app.PROMPT.encode(),
+    "completion text (capture off)": app.ANSWER.encode(),
+}
+
+
+def _findings(where: str, data: bytes) -> list[tuple[str, str]]:
+    return [(where, name) for name, needle in SECRETS.items() if needle in data]
+
+
+def test_no_secret_in_any_exported_byte(live: LiveStack, tmp_path: Path) -> None:
+    """Spans and metrics as the app sent them (OTLP bytes through a recording proxy), the local
+    store, the app's logs, the collector's output (trace file, Prometheus series, its logs) and
+    the app's outbound HTTP headers: no API key, no raw user id, no prompt or completion."""
+    import urllib.parse
+
+    service = "faults-secrets"
+    store = tmp_path / "telemetry.db"
+    requests_file = tmp_path / "requests.jsonl"
+    proxy = SlowProxy(urllib.parse.urlparse(live.otlp).port or 0, delay=0)
+    env = _env(f"http://127.0.0.1:{proxy.port}", service) | {
+        "OTEL_TOKENS_STORE": str(store),
+        "OTEL_TOKENS_HASH_USER_IDS": "true",
+        "OTEL_TOKENS_USER_HASH_KEY": "fault-campaign-key",
+    }
+    cmd = [sys.executable, "-m", "tests.faults.app", "30", "--requests", str(requests_file)]
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, timeout=180)
+    proxy.close()
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout.decode().splitlines()[-1])["answers"] == [app.ANSWER] * 30
+    live.wait_delivered("otel_tokens_calls_total", service, 30)
+    time.sleep(2.0)  # tail sampling's decision wait, then the trace sink
+    scanned: dict[str, bytes] = {
+        "OTLP export (spans, metrics)": b"".join(proxy.sent),
+        "app stderr": done.stderr,
+        "store": b"".join(p.read_bytes() for p in tmp_path.glob("telemetry.db*")),
+        "collector trace output": (live.dir / "traces.jsonl").read_bytes(),
+        "collector logs": b"".join(p.read_bytes() for p in live.dir.glob("collector*.log")),
+        "prometheus series": json.dumps(live.query(f'{{job="{service}"}}')).encode(),
+    }
+    assert len(scanned["OTLP export (spans, metrics)"]) > 10_000
+    assert app.TASK.encode() in scanned["OTLP export (spans, metrics)"]  # readable text: a scan can hit
+    assert b"otel_tokens" in scanned["collector trace output"] and b"u_" in scanned["store"]
+    # outbound: headers the LLM server received, except the two that must carry the key
+    outbound = b""
+    for line in requests_file.read_text().splitlines():
+        headers = json.loads(line)["headers"]
+        for name, value in headers.items():
+            if name.lower() in ("authorization", "x-api-key"):
+                continue
+            outbound += f"{name}: {value}\n".encode()
+        assert "baggage" not in {k.lower() for k in headers}
+    scanned["outbound HTTP headers"] = outbound
+    findings = [f for where, data in scanned.items() for f in _findings(where, data)]
+    RESULTS["secrets"] = {
+        "bytes_scanned": sum(len(d) for d in scanned.values()),
+        "by_source": {k: len(v) for k, v in scanned.items()},
+        "findings": findings,
+    }
+    assert findings == []
 
 
 def test_report_the_figures() -> None:

@@ -156,6 +156,19 @@ def test_every_call_is_recorded_exactly_once(campaign: Campaign) -> None:
     assert calls == len(campaign.cases)
 
 
+def test_no_key_or_content_in_the_fuzzed_calls_telemetry(campaign: Campaign) -> None:
+    spans = b"".join(s.to_json().encode() for s in campaign.telemetry.spans.get_finished_spans())
+    data = campaign.telemetry.reader.get_metrics_data()
+    metrics = data.to_json().encode() if data is not None else b""
+    assert b"gpt-4o-mini" in spans and b"otel_tokens" in metrics
+    needles = (driver.API_KEY.encode(), b"SECRET-", driver.PROMPT.encode())
+    findings = [
+        (where, n) for where, blob in (("spans", spans), ("metrics", metrics)) for n in needles if n in blob
+    ]
+    print(f"\nsecrets scan of the fuzzed calls: {len(spans) + len(metrics)} bytes, {len(findings)} findings")
+    assert findings == []
+
+
 def _implausible(value: Any) -> bool:
     if isinstance(value, bool):
         return False
