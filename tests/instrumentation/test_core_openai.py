@@ -311,3 +311,34 @@ def test_streaming_response_body_is_left_to_the_user(telemetry: Telemetry, fake:
     assert b"left alone" in body
     (span,) = telemetry.llm_spans()
     assert dict(span.attributes or {})[n.COST_STATUS] == "unknown_usage"
+
+
+def test_a_failed_call_is_no_usage_not_unknown_usage(telemetry: Telemetry, fake: Any) -> None:
+    """unknown_usage means spend we could not see (and fires the unseen-spend alert); a call
+    refused before any output is not that."""
+    fake.enqueue(Reply.error(400, message="bad"))
+    with pytest.raises(openai.BadRequestError):
+        _client(fake, False).chat.completions.create(model="gpt-4o", messages=MSGS)
+    (span,) = telemetry.llm_spans()
+    assert dict(span.attributes or {})[n.COST_STATUS] == "no_usage"
+    assert telemetry.total(n.M_CALLS, **{n.COST_STATUS: "no_usage", n.OUTCOME: "error"}) == 1
+    assert telemetry.total(n.M_CALLS, **{n.COST_STATUS: "unknown_usage"}) == 0
+
+
+def test_exemplars_point_at_the_call_span(telemetry: Telemetry, fake: Any) -> None:
+    import otel_tokens
+
+    fake.enqueue(Reply.ok(input_tokens=10, output_tokens=2))
+    with otel_tokens.task("exemplars"):
+        _client(fake, False).chat.completions.create(model="gpt-4o", messages=MSGS)
+    (call,) = telemetry.llm_spans()
+    assert call.context is not None
+    data = telemetry.reader.get_metrics_data()  # once: a collection hands its exemplars out once
+    exemplars: dict[str, set[int]] = {}
+    for rm in data.resource_metrics if data else ():
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                for p in m.data.data_points:
+                    exemplars.setdefault(m.name, set()).update(e.span_id for e in p.exemplars)
+    for metric in (n.M_OPERATION_DURATION, n.M_TOKEN_USAGE, n.M_COST):
+        assert exemplars.get(metric) == {call.context.span_id}, metric
