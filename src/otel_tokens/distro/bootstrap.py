@@ -184,6 +184,9 @@ def configure_providers() -> None:
             provider.add_span_processor(_store_processor())
         if use_otlp:
             provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
+        from otel_tokens.attribution import frameworks
+
+        frameworks.watch(provider)  # before any span: agent frameworks' spans become scopes
         trace.set_tracer_provider(provider)
         _shut_down_at_exit(provider, bounded=use_otlp)
     if use_otlp and not _global_set(metrics.get_meter_provider(), "_ProxyMeterProvider"):

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
@@ -190,6 +191,9 @@ class _SDKInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     tracer_provider=kwargs.get("tracer_provider"), meter_provider=kwargs.get("meter_provider")
                 )
             propagation.install()
+            from otel_tokens.attribution import frameworks
+
+            frameworks.watch(kwargs.get("tracer_provider") or trace.get_tracer_provider())
             self._before_patch()
             _when_imported(self.sdk, self._apply)
         except Exception as exc:
@@ -310,7 +314,11 @@ def instrument(
     """Instrument every supported SDK that is installed. Calling it again re-targets the
     providers without patching twice."""
     core.set_recorder(Recorder(tracer_provider, meter_provider, pricer))
+    from otel_tokens.attribution import frameworks
     from otel_tokens.attribution import scopes as attribution
+
+    # agent frameworks' invoke_agent / execute_tool spans become scopes (and get our rollups)
+    frameworks.watch(tracer_provider or trace.get_tracer_provider())
 
     attribution.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
     for inst in _instrumentors():

@@ -7,6 +7,7 @@ attribution resolved) and finished exactly once with the record the adapter extr
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -74,6 +75,9 @@ class Recorder:
         a coding agent's reported call; ``source`` then labels its span and metrics)."""
         ensure_configured()  # providers from the environment, unless the app set its own
         scope = current_scope()
+        frameworks = sys.modules.get("otel_tokens.attribution.frameworks")
+        if frameworks is not None:  # an agent framework's own invoke_agent span may be nearer
+            scope = frameworks.scope_for(scope)
         attrs: dict[str, Any] = dict(scope.span_attributes)
         attrs[n.GEN_AI_OPERATION_NAME] = operation
         attrs[n.GEN_AI_PROVIDER_NAME] = provider
