@@ -13,7 +13,8 @@ completion with ``max_tokens``. Variants, in rotating order within each round:
   when it is not installed), one Lua script call to reserve and one to settle.
 
 Wall-clock time per call (``time.perf_counter``: the ledger's work is I/O, which CPU time
-would miss), mean over each block of calls; figures are medians over rounds.
+would miss) and the calling thread's CPU time, means over each block of calls; figures are
+medians over rounds. On a shared, busy machine the wall figures carry its scheduling noise.
 
 Run:  .venv/bin/python bench/bench_budgets.py [--quick]
 Writes bench/results/budgets.json (not with --quick).
@@ -116,6 +117,7 @@ def main() -> int:
     if redis_server is not None:
         variants["budgets_redis"] = setup(True, redis_server[1])
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     try:
         with otel_tokens.task("bench", user="alice", team="search"):
             for r in range(rounds):
@@ -126,10 +128,11 @@ def main() -> int:
                     assert (core.active.gate is not None) == name.startswith("budgets"), name
                     for _ in range(20):  # warm up: the pricer's card, the ledger connection
                         call()
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.thread_time()
                     for _ in range(calls):
                         call()
                     times[name].append((time.perf_counter() - start) / calls)
+                    cpu[name].append((time.thread_time() - start_cpu) / calls)
     finally:
         otel_tokens.uninstrument()
         if redis_server is not None:
@@ -137,12 +140,18 @@ def main() -> int:
             redis_server[0].wait()
         shutil.rmtree(tmp, ignore_errors=True)
     sdk = statistics.median(times["sdk"])
+    sdk_cpu = statistics.median(cpu["sdk"])
     out: dict[str, Any] = {"rounds": rounds, "calls_per_round": calls, "python": sys.version.split()[0]}
     for name, samples in times.items():
-        med = statistics.median(samples)
-        out[name] = {"us_per_call": round(med * 1e6, 1), "ratio_to_sdk": round(med / sdk, 3)}
+        med, med_cpu = statistics.median(samples), statistics.median(cpu[name])
+        out[name] = {
+            "us_per_call": round(med * 1e6, 1),
+            "ratio_to_sdk": round(med / sdk, 3),
+            "cpu_us_per_call": round(med_cpu * 1e6, 1),
+            "cpu_ratio_to_sdk": round(med_cpu / sdk_cpu, 3),
+        }
         extra = "" if name == "sdk" else f"  (+{(med - sdk) * 1e6:.0f} us, x{med / sdk:.2f} the SDK)"
-        print(f"{name:15s} {med * 1e6:8.1f} us/call{extra}")
+        print(f"{name:15s} {med * 1e6:8.1f} us/call wall, {med_cpu * 1e6:8.1f} us CPU{extra}")
     if redis_server is None:
         print("budgets_redis   skipped: redis-server is not installed")
     if not args.quick:
