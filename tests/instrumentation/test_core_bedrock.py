@@ -209,3 +209,43 @@ def test_uninstrument_stops_recording(telemetry: Telemetry, fake: Any) -> None:
     otel_tokens.uninstrument()
     bedrock(fake).converse(modelId=MODEL, messages=MSGS)
     assert telemetry.llm_spans() == []
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        pytest.param(
+            {
+                "inputTokens": 10,
+                "outputTokens": 5,
+                "cacheReadInputTokens": 80,
+                "cacheWriteInputTokens": 30,
+                "cacheDetails": [{"ttl": "1h", "inputTokens": 20}, {"ttl": "5m", "inputTokens": 10}],
+            },
+            (120, 5, 80, 30, 20),
+            id="cache-lifetimes",
+        ),
+        pytest.param({"inputTokens": 10, "outputTokens": 5}, (10, 5, 0, 0, 0), id="plain"),
+        pytest.param({"outputTokens": 5}, (0, 5, 0, 0, 0), id="partial"),
+    ],
+)
+def test_converse_usage_table(usage: dict[str, Any], expected: tuple[int, ...]) -> None:
+    from otel_tokens.instrumentation.adapters.bedrock import converse_usage
+
+    u = converse_usage(usage)
+    assert (
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_tokens,
+        u.cache_write_tokens,
+        u.cache_write_1h_tokens,
+    ) == expected
+
+
+def test_an_unknown_model_gives_tokens_and_no_cost(telemetry: Telemetry, fake: Any) -> None:
+    fake.enqueue(Reply.ok(input_tokens=10, output_tokens=5))
+    bedrock(fake).converse(modelId="acme.unknown-model-v1:0", messages=MSGS)
+    (span,) = telemetry.llm_spans()
+    attrs = _attrs(span)
+    assert attrs[n.GEN_AI_USAGE_INPUT_TOKENS] == 10 and attrs[n.COST_STATUS] == "unpriced"
+    assert n.GEN_AI_USAGE_COST not in attrs

@@ -220,3 +220,32 @@ def test_uninstrument_stops_recording(telemetry: Telemetry, fake: Any) -> None:
     c.models.generate_content(model=MODEL, contents="hello")
     list(c.models.generate_content_stream(model=MODEL, contents="hello"))
     assert telemetry.llm_spans() == []
+
+
+def test_an_unknown_model_gives_tokens_and_no_cost(telemetry: Telemetry, fake: Any) -> None:
+    fake.enqueue(Reply.ok(input_tokens=10, output_tokens=5, model="gemini-from-the-future"))
+    c = client(fake, vertex=False)  # keep the client: a collected one closes its HTTP client
+    c.models.generate_content(model="gemini-from-the-future", contents="hi")
+    (span,) = telemetry.llm_spans()
+    attrs = _attrs(span)
+    assert attrs[n.GEN_AI_USAGE_INPUT_TOKENS] == 10 and attrs[n.COST_STATUS] == "unpriced"
+    assert n.GEN_AI_USAGE_COST not in attrs
+
+
+def test_a_telemetry_failure_leaves_the_call_alone(
+    telemetry: Telemetry, fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With internal errors swallowed (as users run), a broken usage reader changes nothing."""
+    from otel_tokens.instrumentation.adapters import google_genai as adapter
+
+    def broken(metadata: Any) -> dict[str, int]:
+        raise RuntimeError("bug in usage extraction")
+
+    monkeypatch.delenv(n.ENV_RAISE_INTERNAL_ERRORS)
+    monkeypatch.setattr(adapter, "usage_counts", broken)
+    fake.enqueue(Reply.ok(input_tokens=10, output_tokens=5, model=MODEL))
+    c = client(fake, vertex=False)
+    result = c.models.generate_content(model=MODEL, contents="hi")
+    assert result.text == "hi" and result.usage_metadata is not None
+    (span,) = telemetry.llm_spans()
+    assert dict(span.attributes or {})[n.COST_STATUS] == "unknown_usage"

@@ -212,3 +212,14 @@ def test_uninstrument_stops_recording(telemetry: Telemetry, fake: Any) -> None:
     otel_tokens.uninstrument()
     litellm.completion(**_kwargs(fake, "openai", stream=False))
     assert telemetry.llm_spans() == []
+
+
+def test_an_unknown_model_gives_tokens_and_no_cost(telemetry: Telemetry, fake: Any) -> None:
+    fake.enqueue(Reply.ok(input_tokens=10, output_tokens=5, model="gpt-from-the-future"))
+    litellm.completion(
+        model="openai/gpt-from-the-future", messages=MSGS, api_base=fake.openai_base_url, api_key="k"
+    )
+    (span,) = telemetry.llm_spans()
+    attrs = _attrs(span)
+    assert attrs[n.GEN_AI_USAGE_INPUT_TOKENS] == 10 and attrs[n.COST_STATUS] == "unpriced"
+    assert n.GEN_AI_USAGE_COST not in attrs

@@ -32,11 +32,15 @@ _SERVICE = "bedrock-runtime"
 def converse_usage(usage: Any) -> Usage:
     cr = count(usage, "cacheReadInputTokens") or 0
     cw = count(usage, "cacheWriteInputTokens") or 0
+    one_hour = sum(
+        count(d, "inputTokens") or 0 for d in get(usage, "cacheDetails") or () if get(d, "ttl") == "1h"
+    )
     return normalised_usage(
         input_tokens=(count(usage, "inputTokens") or 0) + cr + cw,
         output_tokens=count(usage, "outputTokens"),
         cache_read_tokens=cr,
         cache_write_tokens=cw,
+        cache_write_1h_tokens=one_hour,
     )
 
 
