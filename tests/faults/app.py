@@ -45,6 +45,19 @@ def is_anthropic(i: int, every: int = 3) -> bool:
     return every > 0 and i % every == every - 1
 
 
+def _peak_rss_kib() -> int:
+    """This image's peak RSS (VmHWM). Not ru_maxrss: Linux keeps that across exec, so a child of
+    a big pytest process would report the parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("calls", type=int)
@@ -100,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
         while not os.path.exists(args.hold):
             time.sleep(0.05)
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_kib = _peak_rss_kib()
     print(json.dumps({"answers": answers, "latencies": latencies, "max_rss_kib": rss_kib}))
     sys.stdout.flush()
     return 0
