@@ -13,6 +13,8 @@ to that one series (one writer) instead of fighting it.
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -31,6 +33,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from otel_tokens.agents.normalise import Normaliser
 from otel_tokens.agents.otlp import decode_logs
+from otel_tokens.stack import dashboards
 from tests.stack.conftest import Stack
 from tests.stack.test_collector import wait_until
 
@@ -98,7 +101,7 @@ def _post(stack: Stack, path: str, body: bytes) -> None:
         assert response.status == 200
 
 
-def _export(stack: Stack, source: str, task: str, process: int) -> None:
+def _export(stack: Stack, source: str, task: str, process: int, extra: dict[str, str] | None = None) -> None:
     request = _request(source)
     now = time.time_ns()
     for rl in request.resource_logs:
@@ -107,6 +110,8 @@ def _export(stack: Stack, source: str, task: str, process: int) -> None:
         _set(attrs, "service.instance.id", f"{task}-{process}")  # each run is its own process
         _set(attrs, "otel_tokens.task.name", task)
         _set(attrs, "user.id", "ci")
+        for key, value in (extra or {}).items():
+            _set(attrs, key, value)
         for sl in rl.scope_logs:
             for record in sl.log_records:
                 record.time_unix_nano = now
@@ -224,3 +229,51 @@ def test_sdk_and_agent_points_of_one_series_have_one_writer(stack: Stack) -> Non
     values = [float(v) for _, v in samples["values"]]
     assert values == sorted(values), values  # never a drop: no second writer's lower total
     assert calls >= 1
+
+
+# Panels of the agents' counters that a coding agent's call cannot feed, and why.
+NOT_FROM_AGENTS = {
+    # a block budget acts in-process, on SDK calls; an agent we do not run in-process is never
+    # refused, so no agent call carries otel_tokens.budget.name (README "Coding agents")
+    ("otel-tokens-budgets", "Blocked calls per minute, by budget"),
+    # error or partial calls only: the recorded calls all succeeded
+    ("otel-tokens-tasks", "Wasted spend rate by outcome"),
+}
+
+
+def _rate_panels() -> list[tuple[str, str, str]]:
+    out = []
+    for uid in dashboards.BUILDERS:
+        for panel in dashboards.iter_panels(dashboards.render(uid)):
+            for target in panel.get("targets", []):
+                expr = target["expr"] if target["datasource"]["type"] == "prometheus" else ""
+                if re.search(r"otel_tokens_(cost_USD|calls|tokens)_total", expr) and re.search(
+                    r"\b(rate|increase)\(", expr
+                ):
+                    out.append((uid, panel["title"], expr))
+    return out
+
+
+def test_every_rate_panel_of_the_agent_counters_has_data_after_one_short_ci_run(stack: Stack) -> None:
+    """Claude Code, Codex and Gemini CLI each run once, for seconds, in a CI job: every dashboard
+    panel that reads the agent counters through rate()/increase() shows them."""
+    task = f"ci-panels-{uuid.uuid4().hex[:6]}"
+    # what `otel-tokens run` puts on the resource in a CI job
+    extra = {"otel_tokens.team": "platform", "cicd.pipeline.name": "agent-ci", "otel_tokens.trigger": "ci"}
+    want = Decimal(0)
+    for process, source in enumerate(sorted(PAYLOADS)):
+        _export(stack, source, task, process, extra)
+        want += _oracle(source)[1]
+    job = f"ci-{task}"
+    wait_until(lambda: _close(_value(stack, f'sum(otel_tokens_cost_USD_total{{job="{job}"}})'), want), 30)
+    panels = _rate_panels()
+    assert len(panels) >= 10, panels  # the dashboards' rate panels were found, or this proves nothing
+    empty = []
+    for uid, title, expr in panels:
+        query = dashboards.substitute(expr, {"service": job, "__rate_interval": "5m", "__range": "5m"})
+        data = [s for s in _query(stack, query) if math.isfinite(float(s["value"][1]))]
+        if not data and (uid, title) not in NOT_FROM_AGENTS:
+            empty.append(f"{uid} / {title}: {query}")
+        if data and (uid, title) in NOT_FROM_AGENTS:
+            empty.append(f"{uid} / {title} has agent data: drop it from NOT_FROM_AGENTS")
+    assert not empty, "panels without the agents' data:\n" + "\n".join(empty)
