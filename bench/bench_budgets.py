@@ -16,8 +16,9 @@ Wall-clock time per call (``time.perf_counter``: the ledger's work is I/O, which
 would miss) and the calling thread's CPU time, means over each block of calls; figures are
 medians over rounds. On a shared, busy machine the wall figures carry its scheduling noise.
 
-Run:  .venv/bin/python bench/bench_budgets.py [--quick]
-Writes bench/results/budgets.json (not with --quick).
+Run:  .venv/bin/python bench/bench_budgets.py [--quick] [--rounds N --calls M] [--json]
+Writes bench/results/budgets.json (not with --quick); ``--json`` prints the figures as one
+JSON line instead (for `compare_budgets.py`, which pairs two revisions run by run).
 """
 
 from __future__ import annotations
@@ -74,8 +75,12 @@ def _redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--calls", type=int)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON, write nothing")
     args = parser.parse_args()
     rounds, calls = (3, 100) if args.quick else (9, 500)
+    rounds, calls = args.rounds or rounds, args.calls or calls
 
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -151,7 +156,11 @@ def main() -> int:
             "cpu_ratio_to_sdk": round(med_cpu / sdk_cpu, 3),
         }
         extra = "" if name == "sdk" else f"  (+{(med - sdk) * 1e6:.0f} us, x{med / sdk:.2f} the SDK)"
-        print(f"{name:15s} {med * 1e6:8.1f} us/call wall, {med_cpu * 1e6:8.1f} us CPU{extra}")
+        if not args.json:
+            print(f"{name:15s} {med * 1e6:8.1f} us/call wall, {med_cpu * 1e6:8.1f} us CPU{extra}")
+    if args.json:
+        print(json.dumps(out))
+        return 0
     if redis_server is None:
         print("budgets_redis   skipped: redis-server is not installed")
     if not args.quick:

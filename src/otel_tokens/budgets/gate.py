@@ -91,6 +91,7 @@ class Gate:
         self.emit = Emitter(meter, policy.budgets)
         self.service = service if service is not None else service_name()
         self._said: set[str] = set()
+        self.ttl_s = reservation_ttl_s()
 
     @property
     def ledger(self) -> Ledger:
@@ -222,11 +223,12 @@ class Ticket:
         est = self.est = gate.estimate(self.base, self.kwargs)
         now = time.time()
         holds = [Hold(a.key, est.nano, a.budget.limit_nano, _keep_until(a, now)) for a in blocking]
+        self.held = blocking  # from here settle drops them (idempotent, also if the ledger failed)
         try:
             ledger = gate.ledger
-            refusal = ledger.reserve(self.rid, holds, now + reservation_ttl_s(), now)
+            refusal = ledger.reserve(self.rid, holds, now + gate.ttl_s, now)
             if refusal is not None and _release_dead(ledger, blocking[refusal.index]):
-                refusal = ledger.reserve(self.rid, holds, now + reservation_ttl_s(), now)
+                refusal = ledger.reserve(self.rid, holds, now + gate.ttl_s, now)
         except LedgerError as exc:
             gate.ledger_failed(blocking, exc, est)
             return
@@ -241,7 +243,6 @@ class Ticket:
                 period=a.budget.period,
                 resets_at=a.end,
             )
-        self.held = blocking
 
     def cost(self, record: CallRecord) -> int:
         if record.usage_reported:
@@ -260,7 +261,11 @@ class Ticket:
         gate = self.gate
         now = time.time()
         cost = self.cost(record)
-        charges = [Charge(a.key, cost, a.budget.threshold_nanos(), _keep_until(a, now)) for a in self.applies]
+        held = {id(a) for a in self.held}
+        charges = [
+            Charge(a.key, cost, a.budget.threshold_nanos(), _keep_until(a, now), id(a) in held)
+            for a in self.applies
+        ]
         try:
             settled = gate.ledger.settle(self.rid, charges, now)
         except LedgerError as exc:

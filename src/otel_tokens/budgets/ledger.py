@@ -22,6 +22,7 @@ expire after their TTL (`reservation_ttl_s`).
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import sys
@@ -61,6 +62,7 @@ class Charge:
     cost: int
     thresholds: tuple[int, ...]
     keep_until: float
+    held: bool = True  # False: this call reserved nothing on this key (a soft budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +95,17 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
+_serial = itertools.count()
+_token: tuple[int, str] = (0, "")
+
+
 def reservation_id() -> str:
-    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+    """``host:pid:token-serial``: unique per process (a forked child draws a new token)."""
+    global _token
+    pid = os.getpid()
+    if _token[0] != pid:
+        _token = (pid, uuid.uuid4().hex[:16])
+    return f"{_HOST}:{pid}:{_token[1]}-{next(_serial)}"
 
 
 def reservation_ttl_s() -> float:

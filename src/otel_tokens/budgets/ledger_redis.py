@@ -56,26 +56,28 @@ return {0, 0, 0}
 """
 
 # KEYS: (hash, expiries, index) per charge. ARGV: rid, now, n, then per charge:
-# cost, ttl seconds, scope, k, threshold 1..k.
+# cost, ttl seconds, scope, held (1: drop this call's hold), k, threshold 1..k.
 _SETTLE = """
 local rid, now, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out, p = {}, 4
 for i = 1, n do
   local h, x, idx = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  local cost, ttl, scope, k = ARGV[p], tonumber(ARGV[p+1]), ARGV[p+2], tonumber(ARGV[p+3])
-  local a = redis.call('HGET', h, 'h:' .. rid)
-  if a then
-    redis.call('HINCRBY', h, 'held', -tonumber(a))
-    redis.call('HDEL', h, 'h:' .. rid)
+  local cost, ttl, scope, k = ARGV[p], tonumber(ARGV[p+1]), ARGV[p+2], tonumber(ARGV[p+4])
+  if ARGV[p+3] == '1' then
+    local a = redis.call('HGET', h, 'h:' .. rid)
+    if a then
+      redis.call('HINCRBY', h, 'held', -tonumber(a))
+      redis.call('HDEL', h, 'h:' .. rid)
+    end
+    redis.call('ZREM', x, rid)
   end
-  redis.call('ZREM', x, rid)
   local spent = redis.call('HINCRBY', h, 'spent', cost)
   redis.call('HSETNX', h, 'first', now)
   redis.call('HSET', h, 'updated', now)
   local reported = tonumber(redis.call('HGET', h, 'reported') or '0')
   local mask, bit = 0, 1
   for j = 1, k do
-    if spent >= tonumber(ARGV[p+3+j]) and math.floor(reported / bit) % 2 == 0 then mask = mask + bit end
+    if spent >= tonumber(ARGV[p+4+j]) and math.floor(reported / bit) % 2 == 0 then mask = mask + bit end
     bit = bit * 2
   end
   if mask > 0 then redis.call('HSET', h, 'reported', reported + mask) end
@@ -84,7 +86,7 @@ for i = 1, n do
   redis.call('EXPIRE', x, ttl)
   redis.call('EXPIRE', idx, ttl)
   out[2*i-1], out[2*i] = spent, mask
-  p = p + 4 + k
+  p = p + 5 + k
 end
 return out
 """
@@ -106,9 +108,17 @@ def _hash(key: Key) -> str:
     return f"{_PREFIX}{key[0]}:{key[1]}:{key[2]}"
 
 
-def _keys(key: Key) -> list[str]:
-    h = _hash(key)
-    return [h, h + ":x", f"{_INDEX}{key[0]}:{key[2]}"]
+_key_names: dict[Key, tuple[str, str, str]] = {}
+
+
+def _keys(key: Key) -> tuple[str, str, str]:
+    names = _key_names.get(key)
+    if names is None:
+        if len(_key_names) > 4096:  # periods and task runs come and go
+            _key_names.clear()
+        h = _hash(key)
+        names = _key_names[key] = (h, h + ":x", f"{_INDEX}{key[0]}:{key[2]}")
+    return names
 
 
 def _ttl(keep_until: float, now: float) -> int:
@@ -142,8 +152,13 @@ class RedisLedger:
             return script
 
     def _run(self, name: str, source: str, keys: list[str], args: list[Any]) -> Any:
+        """One EVALSHA round trip (the script is loaded once per server, on NOSCRIPT)."""
+        script = self._scripts.get(name) or self._script(name, source)
         try:
-            return self._script(name, source)(keys=keys, args=args)
+            try:
+                return script.registered_client.evalsha(script.sha, len(keys), *keys, *args)
+            except self._redis.exceptions.NoScriptError:
+                return script(keys=keys, args=args)
         except self._redis.RedisError as exc:
             raise LedgerError(f"budget ledger {self.url}: {exc}") from exc
 
@@ -161,8 +176,9 @@ class RedisLedger:
         args: list[Any] = [rid, repr(now), len(charges)]
         for charge in charges:
             keys += _keys(charge.key)
-            args += [charge.cost, _ttl(charge.keep_until, now), charge.key[1], len(charge.thresholds)]
-            args += list(charge.thresholds)
+            ttl = _ttl(charge.keep_until, now)
+            args += [charge.cost, ttl, charge.key[1], 1 if charge.held else 0, len(charge.thresholds)]
+            args += charge.thresholds
         out = self._run("settle", _SETTLE, keys, args)
         return [Settled(int(out[2 * i]), int(out[2 * i + 1])) for i in range(len(charges))]
 
@@ -207,3 +223,4 @@ class RedisLedger:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+                self._scripts.clear()

@@ -21,21 +21,45 @@ from otel_tokens.budgets.policy import crossings
 
 T = TypeVar("T")
 
+# Both tables are clustered on their primary key (WITHOUT ROWID) and have no other index: a
+# commit writes one page per table it touches, and every statement below is a primary-key
+# lookup. (Files made before this layout keep their tables and indexes; the statements work
+# on both.)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spend (
   budget TEXT NOT NULL, scope TEXT NOT NULL, period TEXT NOT NULL,
   spent INTEGER NOT NULL DEFAULT 0, reported INTEGER NOT NULL DEFAULT 0,
   first REAL NOT NULL, updated REAL NOT NULL, keep_until REAL NOT NULL,
   PRIMARY KEY (budget, scope, period)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS holds (
   rid TEXT NOT NULL, budget TEXT NOT NULL, scope TEXT NOT NULL, period TEXT NOT NULL,
   amount INTEGER NOT NULL, expires REAL NOT NULL,
   PRIMARY KEY (budget, scope, period, rid)
-);
-CREATE INDEX IF NOT EXISTS holds_rid ON holds (rid);
-CREATE INDEX IF NOT EXISTS holds_expires ON holds (expires);
+) WITHOUT ROWID;
 """
+_K = "budget = ? AND scope = ? AND period = ?"
+# spent, live holds (lapsed ones never count), whether lapsed ones are left, keep_until
+_STATE = (
+    "SELECT coalesce(s.spent, 0), coalesce(h.live, 0), coalesce(h.lapsed, 0), s.keep_until FROM"
+    " (SELECT sum(CASE WHEN expires >= ? THEN amount ELSE 0 END) AS live,"
+    f" max(expires < ?) AS lapsed FROM holds WHERE {_K}) h"
+    " LEFT JOIN spend s ON s.budget = ? AND s.scope = ? AND s.period = ?"
+)
+_DROP_LAPSED = f"DELETE FROM holds WHERE {_K} AND expires < ?"
+_HOLD = "INSERT OR REPLACE INTO holds (rid, budget, scope, period, amount, expires) VALUES (?, ?, ?, ?, ?, ?)"
+_OPEN = (
+    "INSERT INTO spend (budget, scope, period, first, updated, keep_until) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET keep_until = max(keep_until, excluded.keep_until)"
+)
+_UNHOLD = f"DELETE FROM holds WHERE {_K} AND rid = ?"
+_CHARGE = (
+    "INSERT INTO spend (budget, scope, period, spent, first, updated, keep_until)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET spent = spent + excluded.spent,"
+    " updated = excluded.updated, keep_until = max(keep_until, excluded.keep_until)"
+    " RETURNING spent, reported"
+)
+_REPORTED = f"UPDATE spend SET reported = reported | ? WHERE {_K}"
 _DEADLINE_S = 30.0
 
 
@@ -58,6 +82,7 @@ class SQLiteLedger:
                 self._retrying(lambda: conn.executescript(_SCHEMA))
                 now = time.time()
                 self._retrying(lambda: conn.execute("DELETE FROM spend WHERE keep_until < ?", (now,)))
+                self._retrying(lambda: conn.execute("DELETE FROM holds WHERE expires < ?", (now,)))
             except (sqlite3.Error, OSError) as exc:
                 raise LedgerError(f"cannot open the budget ledger {self.path}: {exc}") from exc
             self._conn, self._pid = conn, os.getpid()
@@ -98,52 +123,46 @@ class SQLiteLedger:
 
     def reserve(self, rid: str, holds: Sequence[Hold], expires: float, now: float) -> Refusal | None:
         def body(conn: sqlite3.Connection) -> Refusal | None:
-            conn.execute("DELETE FROM holds WHERE expires < ?", (now,))
+            kept: list[float | None] = []
             for i, hold in enumerate(holds):
-                spent = _spent(conn, hold.key)
-                held = _held(conn, hold.key)
+                spent, held, lapsed, keep = conn.execute(_STATE, (now, now, *hold.key, *hold.key)).fetchone()
+                kept.append(keep)
+                if lapsed:  # holds of a process that died elsewhere, past their TTL
+                    conn.execute(_DROP_LAPSED, (*hold.key, now))
                 if spent + held + hold.amount > hold.limit:
                     return Refusal(i, spent, held)
             for hold in holds:
-                conn.execute(
-                    "INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?)", (rid, *hold.key, hold.amount, expires)
-                )
-                conn.execute(
-                    "INSERT INTO spend (budget, scope, period, first, updated, keep_until)"
-                    " VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO UPDATE SET keep_until = max(keep_until, excluded.keep_until)",
-                    (*hold.key, now, now, hold.keep_until),
-                )
+                conn.execute(_HOLD, (rid, *hold.key, hold.amount, expires))
+            for hold, keep in zip(holds, kept, strict=True):
+                if keep is None or keep < hold.keep_until:  # the key's first call (this period)
+                    conn.execute(_OPEN, (*hold.key, now, now, hold.keep_until))
             return None
 
         return self._tx(body)
 
     def settle(self, rid: str, charges: Sequence[Charge], now: float) -> list[Settled]:
         def body(conn: sqlite3.Connection) -> list[Settled]:
-            conn.execute("DELETE FROM holds WHERE rid = ?", (rid,))
             out: list[Settled] = []
             for charge in charges:
+                if charge.held:
+                    conn.execute(_UNHOLD, (*charge.key, rid))
                 spent, reported = conn.execute(
-                    "INSERT INTO spend (budget, scope, period, spent, first, updated, keep_until)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET spent = spent + excluded.spent,"
-                    " updated = excluded.updated, keep_until = max(keep_until, excluded.keep_until)"
-                    " RETURNING spent, reported",
-                    (*charge.key, charge.cost, now, now, charge.keep_until),
+                    _CHARGE, (*charge.key, charge.cost, now, now, charge.keep_until)
                 ).fetchone()
                 mask = crossings(charge.thresholds, spent, reported)
                 if mask:
-                    conn.execute(
-                        "UPDATE spend SET reported = reported | ?"
-                        " WHERE budget = ? AND scope = ? AND period = ?",
-                        (mask, *charge.key),
-                    )
+                    conn.execute(_REPORTED, (mask, *charge.key))
                 out.append(Settled(spent, mask))
             return out
 
         return self._tx(body)
 
     def release(self, rid: str, keys: Sequence[Key]) -> None:
-        self._tx(lambda conn: conn.execute("DELETE FROM holds WHERE rid = ?", (rid,)))
+        def body(conn: sqlite3.Connection) -> None:
+            for key in keys:
+                conn.execute(_UNHOLD, (*key, rid))
+
+        self._tx(body)
 
     def holders(self, key: Key) -> list[str]:
         with self._lock:
@@ -170,17 +189,3 @@ class SQLiteLedger:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def _spent(conn: sqlite3.Connection, key: Key) -> int:
-    row = conn.execute(
-        "SELECT spent FROM spend WHERE budget = ? AND scope = ? AND period = ?", key
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _held(conn: sqlite3.Connection, key: Key) -> int:
-    row = conn.execute(
-        "SELECT coalesce(sum(amount), 0) FROM holds WHERE budget = ? AND scope = ? AND period = ?", key
-    ).fetchone()
-    return int(row[0])

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from fnmatch import fnmatchcase
+from functools import cached_property
 from typing import Any, Final
 
 from otel_tokens import names as n
@@ -120,12 +121,16 @@ class Budget:
     def blocks(self) -> bool:
         return self.action == "block"
 
-    @property
+    @cached_property
     def limit_nano(self) -> int:
         return to_nano(self.limit_usd)
 
-    def threshold_nanos(self) -> tuple[int, ...]:
+    @cached_property
+    def _thresholds(self) -> tuple[int, ...]:
         return tuple(to_nano(self.limit_usd * t) for t in self.warn_at)
+
+    def threshold_nanos(self) -> tuple[int, ...]:
+        return self._thresholds
 
     def team(self) -> str | None:
         """The one team this budget is for, when its match is exactly ``{team: NAME}``."""
@@ -235,9 +240,21 @@ def applicable(policy: Policy, subject: Mapping[str, str], now: datetime) -> lis
         if budget.period == "task":
             out.append(Applicable(budget, scope, "t" + subject["task_id"], None, None))
         else:
-            key, start, end = period_bounds(budget.period, now, policy.tz())
+            key, start, end = _current_period(budget.period, now, policy.timezone)
             out.append(Applicable(budget, scope, key, start, end))
     return out
+
+
+# (period, zone) -> (key, start, end) of the period computed last: every call of a day asks
+_periods: dict[tuple[str, str], tuple[str, datetime, datetime]] = {}
+
+
+def _current_period(period: str, now: datetime, timezone: str) -> tuple[str, datetime, datetime]:
+    cached = _periods.get((period, timezone))
+    if cached is not None and cached[1] <= now < cached[2]:
+        return cached
+    bounds = _periods[(period, timezone)] = period_bounds(period, now, zone(timezone))
+    return bounds
 
 
 def denied_by(policy: Policy, subject: Mapping[str, str]) -> ModelRule | None:
