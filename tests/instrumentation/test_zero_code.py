@@ -287,3 +287,88 @@ def test_a_child_of_a_task_is_not_a_task_of_its_own(
     spans = _spans(receiver)
     assert len(spans) == 2 and not [s for s in spans if s.name.startswith("invoke_workflow")]
     assert n.M_TASKS not in _metrics(receiver)
+
+
+# --- the environment task waits for first use: the app's own providers still win ---------------
+OWN_PROVIDERS_APP = textwrap.dedent(
+    """
+    import os, sys, openai
+    from opentelemetry import metrics, trace
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    url = os.environ["APP_OTLP"]  # the app's own exporters, not configured by OTEL_* variables
+    tp = TracerProvider()
+    tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url + "/v1/traces")))
+    trace.set_tracer_provider(tp)
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=url + "/v1/metrics"), 600_000)
+    mp = MeterProvider(metric_readers=[reader])
+    metrics.set_meter_provider(mp)
+    print("mine", trace.get_tracer_provider() is tp, metrics.get_meter_provider() is mp)
+    mode = sys.argv[1]
+    if mode == "call":
+        oc = openai.OpenAI(base_url=os.environ["FAKE_OPENAI"], api_key="sk-test")
+        oc.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    elif mode == "crash":
+        raise RuntimeError("failed before its first LLM call")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "calls", "outcome", "status"),
+    [
+        ("call", 1, "success", 0),
+        ("none", 0, "success", 0),
+        ("crash", 0, "failure", 1),
+    ],
+)
+def test_environment_task_goes_to_the_providers_the_app_sets_after_import(
+    receiver: _Receiver, fake: Any, tmp_path: Path, mode: str, calls: int, outcome: str, status: int
+) -> None:
+    """OTEL_TOKENS_TASK no longer configures providers at start-up: the app's own (set after
+    import) are accepted and receive the LLM span, the task span and the task metrics; a run
+    with no LLM call is still one task run (zero calls, zero cost), a crash a failed one."""
+    fake.enqueue(Reply.ok(input_tokens=1200, output_tokens=80))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST"))}
+    env.update(
+        OTEL_TOKENS_ENABLED="true",
+        OTEL_TOKENS_TASK="x",
+        OTEL_TOKENS_STORE=str(tmp_path / "ours.db"),
+        APP_OTLP=receiver.url,
+        FAKE_OPENAI=fake.openai_base_url,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", OWN_PROVIDERS_APP, mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert out.returncode == status, out.stderr
+    assert "mine True True" in out.stdout
+    assert "Overriding" not in out.stderr
+    assert not (tmp_path / "ours.db").exists()  # we configured nothing of our own
+
+    spans = _spans(receiver)
+    (task,) = [s for s in spans if s.name == "invoke_workflow x"]
+    llm = [s for s in spans if s is not task]
+    assert len(llm) == calls
+    assert all(c.parent_span_id == task.span_id and c.trace_id == task.trace_id for c in llm)
+    t = {a.key: _value(a.value) for a in task.attributes}
+    cost = expected_cost("openai", "gpt-4o-mini", 1200, 80) if calls else 0.0
+    assert (t[n.TASK_LLM_CALLS], t[n.TASK_OUTCOME], t[n.TASK_COST]) == (calls, outcome, cost)
+
+    metrics = {k: v[-1] for k, v in _metrics(receiver).items()}  # the app's reader is cumulative
+    (tasks,) = metrics[n.M_TASKS].sum.data_points
+    labels = {a.key: _value(a.value) for a in tasks.attributes}
+    assert (tasks.as_int, labels[n.TASK_OUTCOME], labels[n.TASK_NAME]) == (1, outcome, "x")
+    (task_calls,) = metrics[n.M_TASK_LLM_CALLS].histogram.data_points
+    assert (task_calls.count, task_calls.sum) == (1, calls)
+    if calls:
+        assert sum(p.as_double for p in metrics[n.M_COST].sum.data_points) == cost

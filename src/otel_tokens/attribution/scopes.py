@@ -44,7 +44,7 @@ from otel_tokens.attribution.context import (
     pseudonymise_user,
     span_parent,
 )
-from otel_tokens.firstuse import ensure_configured
+from otel_tokens.firstuse import ensure_configured, then
 from otel_tokens.guard import internal_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -148,16 +148,24 @@ class ScopeManager:
 
     def _open(self) -> otel_context.Context:
         """Start the scope (its span, its rollup); the context to run its work in."""
-        if self.scope is not None:
-            raise RuntimeError(f"{self.kind}({self.name!r}) is already in use; open a new one for each block")
         ensure_configured()  # providers from the environment, unless the app set its own
         parent = current_scope()
+        return self._start_span(self._open_scope(parent), span_parent(parent))
+
+    def _open_scope(self, parent: Scope) -> Scope:
+        """The scope's attribution and rollup, without its span."""
+        if self.scope is not None:
+            raise RuntimeError(f"{self.kind}({self.name!r}) is already in use; open a new one for each block")
         attrs = dict(self._attrs)
         if self.kind == "task" and attrs.get(n.TASK_ID) is None:
             attrs[n.TASK_ID] = uuid.uuid4().hex
         # A nested task has its own id and size; user and team are inherited when unset.
         drop = (n.TASK_SIZE,) if self.kind == "task" else ()
         scope = self.scope = parent.child(self.kind, self.name, attrs, drop=drop)
+        return scope
+
+    def _start_span(self, scope: Scope, parent_ctx: otel_context.Context | None) -> otel_context.Context:
+        """Start the scope's span under `parent_ctx`; the context with both in it."""
         try:
             tracer = trace.get_tracer(
                 n.SCOPE, tracer_provider=self._tracer_provider or _default_tracer_provider
@@ -169,7 +177,6 @@ class ScopeManager:
                 name_key: self.name,
                 **scope.span_attributes,
             }
-            parent_ctx = span_parent(parent)  # in a thread or pool worker: the parent's span, by ids
             self.span = tracer.start_span(
                 f"{op} {self.name}", parent_ctx, kind=SpanKind.INTERNAL, attributes=span_attrs
             )
@@ -402,7 +409,25 @@ def agent(
 
 
 # --- a process attributed only by the environment is one task run ---------------------------
+# Its attribution holds from start-up; its span and the providers wait for first use (the
+# first LLM call or task/agent scope), so an app may still set its own providers after
+# import. A process that never gets there (zero LLM calls) still emits its task, at exit:
+# it was one run (a failed one, if it crashed before its first call), with zero calls and
+# zero cost, as under `otel-tokens run`.
 _environment_task: ScopeManager | None = None
+_environment_pid = 0
+
+
+class _LateSpan(trace.NonRecordingSpan):
+    """Stands in the context for the environment task's span: the parent a parent process
+    passed down (or none) until the span starts, the span's ids from then on."""
+
+    def __init__(self, before: trace.SpanContext) -> None:
+        super().__init__(before)
+        self.started: trace.SpanContext | None = None
+
+    def get_span_context(self) -> trace.SpanContext:
+        return self.started or super().get_span_context()
 
 
 def _has_parent_task(environ: Mapping[str, str]) -> bool:
@@ -415,11 +440,12 @@ def _has_parent_task(environ: Mapping[str, str]) -> bool:
 
 def start_environment_task(environ: Mapping[str, str] | None = None) -> ScopeManager | None:
     """At start-up: with ``OTEL_TOKENS_TASK`` set and no parent task, this process is one task
-    run, as under ``otel-tokens run``. The task scope is entered now (for the main thread and
-    every thread or child started after it) and ends at interpreter exit, emitting the task
-    span and task metrics; its outcome is ``failure`` when the process dies of an uncaught
-    exception. Call it after the providers are set: its atexit hook must run before theirs."""
-    global _environment_task
+    run, as under ``otel-tokens run``. Its attribution is in the context now (for the main
+    thread and every thread or child started after it); its span starts at first use
+    (`otel_tokens.firstuse`), or at exit, and ends at interpreter exit before the providers
+    shut down, emitting the task span and task metrics; its outcome is ``failure`` when the
+    process dies of an uncaught exception."""
+    global _environment_task, _environment_pid
     env = os.environ if environ is None else environ
     name = env.get(n.ENV_TASK, "").strip()
     if not name or _has_parent_task(env) or _environment_task is not None:
@@ -431,17 +457,60 @@ def start_environment_task(environ: Mapping[str, str] | None = None) -> ScopeMan
         user=env.get(n.ENV_USER, "").strip() or None,
         team=env.get(n.ENV_TEAM, "").strip() or None,
     )
-    manager.__enter__()
-    _environment_task = manager
-    atexit.register(_end_environment_task, os.getpid())
+    scope = manager._open_scope(current_scope())
+    late = _LateSpan(trace.get_current_span().get_span_context())
+    manager.span = late
+    ctx = otel_context.set_value(SCOPE_KEY, scope, trace.set_span_in_context(late))
+    manager._token = otel_context.attach(ctx)
+    _environment_task, _environment_pid = manager, os.getpid()
+    atexit.register(_end_environment_task, _environment_pid)
+    register = getattr(threading, "_register_atexit", None)  # before atexit (3.9+; as concurrent.futures)
+    if register is not None:
+        try:
+            register(_open_before_exit)
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+    then(_open_environment_span)
     return manager
+
+
+def _open_environment_span() -> None:
+    """At first use: start the environment task's span, and move its end to run before the
+    exit hooks registered so far (the app's providers', ours): LIFO, they shut down after it."""
+    manager = _environment_task
+    if manager is None or _environment_pid != os.getpid() or not isinstance(manager.span, _LateSpan):
+        return
+    late, scope = manager.span, manager.scope
+    if scope is None:
+        return
+    root = scope.parent or current_scope()
+    manager._start_span(scope, span_parent(root, otel_context.Context()))
+    if manager.span is late:  # the span could not start: report under the parent's ids
+        manager.span = trace.NonRecordingSpan(late.get_span_context())
+    late.started = manager.span.get_span_context()
+    atexit.unregister(_end_environment_task)
+    atexit.register(_end_environment_task, _environment_pid)
+
+
+def _open_before_exit() -> None:
+    """When the main thread ends (before any atexit hook): a task not started yet starts now,
+    configuring providers if the app set none, so its end still runs before their shutdown."""
+    if _environment_task is not None and _environment_pid == os.getpid():
+        try:
+            ensure_configured()
+        except Exception as exc:
+            internal_error("attribution.task_exit", exc)
 
 
 def _end_environment_task(pid: int) -> None:
     global _environment_task
-    manager, _environment_task = _environment_task, None
-    if manager is None or pid != os.getpid():  # ended, discarded, or a forked copy
+    if pid != os.getpid() or _environment_task is None:  # a forked copy, or ended or discarded
         return
+    try:
+        ensure_configured()  # not started yet (threading's exit hook did not run): now
+    except Exception as exc:
+        internal_error("attribution.task_exit", exc)
+    manager, _environment_task = _environment_task, None
     error = getattr(sys, "last_value", None)
     if isinstance(error, BaseException) and not isinstance(error, (SystemExit, KeyboardInterrupt)):
         manager.set_outcome(n.OUTCOME_FAILURE)
@@ -456,6 +525,7 @@ def discard_environment_task() -> None:
     """Forget the environment task without emitting it (``otel-tokens run`` opens its own)."""
     global _environment_task
     manager, _environment_task = _environment_task, None
+    atexit.unregister(_end_environment_task)
     if manager is not None and manager._token is not None:
         otel_context.detach(manager._token)
         manager._token = None

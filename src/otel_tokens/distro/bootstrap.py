@@ -22,7 +22,8 @@ other is configured.
 Metrics we export are delta (counters, histograms) unless
 ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` says otherwise. With
 ``OTEL_TOKENS_TASK`` set and no parent task, the process is one task run
-(`attribution.scopes.start_environment_task`).
+(`attribution.scopes.start_environment_task`): attributed from start-up, its span and the
+providers at first use like everything else (at exit if nothing used them before).
 """
 
 from __future__ import annotations
@@ -297,6 +298,6 @@ def start() -> None:
         instrument()
         from otel_tokens.attribution.scopes import start_environment_task
 
-        start_environment_task()  # after the providers: its exit hook runs before theirs
+        start_environment_task()  # its attribution now; its span and our providers at first use
     except Exception as exc:
         internal_error("start-up", exc)
