@@ -48,7 +48,6 @@ VARIABLES: list[Any] = [
     (n.ENV_MAX_ATTR_VALUES, "lots", ("fix:",)),
     (n.ENV_MAX_ATTR_VALUES, "-3", ("fix:",)),
     (n.ENV_MAX_SERIES, "many", ("fix:",)),
-    (n.ENV_MAX_SERIES, "many", ("fix:",)),
     (n.ENV_PRICES, "/nonexistent/prices.yaml", ("fix:",)),
     (n.ENV_PRICES, _bad_prices, ("prices.yaml:4", "output_per_mtok", "fix:")),
     (n.ENV_PROVIDERS, "{not json", ("fix:",)),
