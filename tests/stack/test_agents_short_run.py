@@ -33,7 +33,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from otel_tokens.agents.normalise import Normaliser
 from otel_tokens.agents.otlp import decode_logs
-from otel_tokens.stack import dashboards
+from otel_tokens.stack import dashboards, rules
 from tests.stack.conftest import Stack
 from tests.stack.test_collector import wait_until
 
@@ -265,7 +265,9 @@ def test_every_rate_panel_of_the_agent_counters_has_data_after_one_short_ci_run(
         _export(stack, source, task, process, extra)
         want += _oracle(source)[1]
     job = f"ci-{task}"
-    wait_until(lambda: _close(_value(stack, f'sum(otel_tokens_cost_USD_total{{job="{job}"}})'), want), 30)
+    spend = f'sum(otel_tokens_cost_USD_total{{job="{job}"}})'
+    wait_until(lambda: _close(_value(stack, spend), want), 30)
+    assert _close(_value(stack, spend), want), (_value(stack, spend), want)
     panels = _rate_panels()
     assert len(panels) >= 10, panels  # the dashboards' rate panels were found, or this proves nothing
     empty = []
@@ -277,3 +279,12 @@ def test_every_rate_panel_of_the_agent_counters_has_data_after_one_short_ci_run(
         if data and (uid, title) in NOT_FROM_AGENTS:
             empty.append(f"{uid} / {title} has agent data: drop it from NOT_FROM_AGENTS")
     assert not empty, "panels without the agents' data:\n" + "\n".join(empty)
+    # the recording rules' expressions (Prometheus evaluates them each minute) carry the run
+    exprs = {r.record: r.expr for r in rules.recording_rules()}
+    for record, label, value in (
+        ("otel_tokens_service:spend_usd_per_second:rate5m", "job", job),
+        ("otel_tokens_task:spend_usd_per_second:rate5m", "otel_tokens_task_name", task),
+        ("otel_tokens_pipeline:spend_usd_per_second:rate5m", "cicd_pipeline_name", "agent-ci"),
+    ):
+        got = [float(r["value"][1]) for r in _query(stack, exprs[record]) if r["metric"].get(label) == value]
+        assert got and got[0] > 0, (record, got)
