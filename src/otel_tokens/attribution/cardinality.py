@@ -115,8 +115,14 @@ def bounded(attrs: Mapping[str, AttrValue]) -> dict[str, AttrValue]:
     return out
 
 
+# bumped by `reset_bounds`: caches of bounded attribute sets (the recorder's) drop their entries
+generation = 0
+
+
 def reset_bounds() -> None:
     """Forget the values seen and re-read the cap (tests)."""
+    global generation
+    generation += 1
     with _bounded_lock:
         _bounded_seen.clear()
     with _series_lock:

@@ -227,6 +227,8 @@ class Scope:
             metric_attrs = bounded({k: span_attrs[k] for k in METRIC_KEYS if k in span_attrs})
         self.span_attributes: Mapping[str, AttrValue] = MappingProxyType(dict(span_attrs))
         self.metric_attributes: Mapping[str, AttrValue] = MappingProxyType(dict(metric_attrs))
+        # hashable and fixed: the recorder keys its per-call-shape metric attributes by it
+        self.metric_key: tuple[tuple[str, AttrValue], ...] = tuple(self.metric_attributes.items())
         self.kind = kind
         self.name = name
         self.parent = parent
@@ -272,20 +274,24 @@ class Scope:
         return True
 
     def add_call(self, record: CallRecord, cost: Decimal | float | None) -> None:
+        """Add one call to this scope and every scope it is nested in (no `Totals` built)."""
         u = record.usage
-        self.add_totals(
-            Totals(
-                cost=_as_decimal(cost),
-                llm_calls=1,
-                input_tokens=u.input_tokens,
-                output_tokens=u.output_tokens,
-                cache_read_tokens=u.cache_read_tokens,
-                cache_write_tokens=u.cache_write_tokens,
-                reasoning_tokens=u.reasoning_tokens,
-                retries=record.retries,
-                unpriced_calls=1 if cost is None else 0,
-            )
-        )
+        amount = _as_decimal(cost)
+        unpriced = 1 if cost is None else 0
+        scope: Scope | None = self
+        while scope is not None:
+            with scope._lock:
+                t = scope._totals
+                t.cost += amount
+                t.llm_calls += 1
+                t.input_tokens += u.input_tokens
+                t.output_tokens += u.output_tokens
+                t.cache_read_tokens += u.cache_read_tokens
+                t.cache_write_tokens += u.cache_write_tokens
+                t.reasoning_tokens += u.reasoning_tokens
+                t.retries += record.retries
+                t.unpriced_calls += unpriced
+            scope = scope.parent
 
     def add_totals(self, totals: Totals) -> None:
         """Add `totals` to this scope and every scope it is nested in."""

@@ -9,22 +9,25 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.metrics import MeterProvider, NoOpMeter, get_meter
+from opentelemetry.metrics._internal import _ProxyMeter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from otel_tokens import names as n
+from otel_tokens.attribution import cardinality
 from otel_tokens.attribution.cardinality import bounded_series
 from otel_tokens.attribution.context import Scope, bounded, current_scope, span_parent
 from otel_tokens.firstuse import ensure_configured
+from otel_tokens.pricing.cards import Price
 from otel_tokens.pricing.pricer import Pricer, default_pricer
 from otel_tokens.record import CallRecord
-from otel_tokens.telemetry.callstate import CallState
+from otel_tokens.telemetry.callstate import CallState, RetryAttempt
 from otel_tokens.telemetry.fingerprint import fingerprint
 from otel_tokens.telemetry.instruments import CALLS, SAVINGS, TOKENS, instruments_for
 from otel_tokens.version import __version__
@@ -228,41 +231,31 @@ class Call:
         span.end(end_time=end_time)
 
         # --- metrics ---------------------------------------------------------------------
-        m = rec.metrics
-        base: dict[str, Any] = {
-            n.GEN_AI_OPERATION_NAME: record.operation,
-            n.GEN_AI_PROVIDER_NAME: record.provider,
-        }
-        request_model, response_model = _bounded_models(record.request_model, record.response_model)
-        if request_model is not None:
-            base[n.GEN_AI_REQUEST_MODEL] = request_model
-        if response_model is not None:
-            base[n.GEN_AI_RESPONSE_MODEL] = response_model
-        ours = dict(base)
-        ours.update(self._scope.metric_attributes)
-        ours[n.OUTCOME] = outcome
-        ours[n.COST_STATUS] = cost_status
-        if self.source is not None:
-            ours[n.SOURCE] = self.source
-        if record.blocked_by is not None:
-            ours[n.BUDGET_NAME] = record.blocked_by
-        if record.server_address is not None:
-            address = _bounded_server(record.server_address)
-            base[n.SERVER_ADDRESS] = address
-            if record.server_port is not None and address != n.OVERFLOW_VALUE:
-                base[n.SERVER_PORT] = record.server_port
-        # the series count is bounded too, not only each key (their product)
-        base = bounded_series(n.SCOPE_GEN_AI, base)  # type: ignore[assignment]
-        ours = bounded_series(n.SCOPE, ours)  # type: ignore[assignment]
+        if _read(rec.meter):  # no reader (local-store mode): no instrument work at all
+            self._metrics(record, outcome, cost_status, duration, price, cost, retries)
+        if record.blocked_by is None:  # a refused call never reached the provider
+            self._scope.add_call(record, price.total if price is not None else None)
+
+    def _metrics(
+        self,
+        record: CallRecord,
+        outcome: str,
+        cost_status: str,
+        duration: float,
+        price: Price | None,
+        cost: float | None,
+        retries: Sequence[RetryAttempt],
+    ) -> None:
+        m = self._recorder.metrics
+        usage = record.usage
+        span = self.span
+        shape = _shape(record, outcome, cost_status, self._scope, self.source)
         # exemplars on duration, tokens, cost, retries and repeats point at this call's span
         span_context = trace.set_span_in_context(span)
-        if record.error_type is not None:
-            m.duration.record(duration, {**base, n.ERROR_TYPE: record.error_type}, span_context)
-        else:
-            m.duration.record(duration, base, span_context)
+        m.duration.record(duration, shape.duration, span_context)
         sums: list[tuple[int, float]] = [(CALLS, 1)]
         if self.repeat:
-            m.repeats.add(1, ours, span_context)
+            m.repeats.add(1, shape.ours, span_context)
         if record.usage_reported:
             values = (
                 usage.input_tokens,
@@ -271,23 +264,106 @@ class Call:
                 usage.cache_write_tokens,
                 usage.reasoning_tokens,
             )
-            m.token_usage.record(
-                usage.input_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT}, span_context
-            )
-            m.token_usage.record(
-                usage.output_tokens, {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT}, span_context
-            )
-            m.semconv.add({**base, n.GEN_AI_TOKEN_MODALITY: n.MODALITY_UNKNOWN}, enumerate(values))
+            m.token_usage.record(usage.input_tokens, shape.input_tokens, span_context)
+            m.token_usage.record(usage.output_tokens, shape.output_tokens, span_context)
+            m.semconv.add_at(shape.semconv_key, enumerate(values))
             sums.extend((TOKENS + i, v) for i, v in enumerate(values) if v)
         if price is not None:
-            m.cost.add(cost, ours, span_context)  # type: ignore[arg-type]
+            m.cost.add(cost, shape.ours, span_context)  # type: ignore[arg-type]
             if price.cache_savings:
                 sums.append((SAVINGS, float(price.cache_savings)))
-        m.ours.add(ours, sums)
+        m.ours.add_at(shape.ours_key, sums)
         for attempt in retries:
-            m.retries.add(1, {**ours, n.RETRY_REASON: attempt.reason}, span_context)
-        if record.blocked_by is None:  # a refused call never reached the provider
-            self._scope.add_call(record, price.total if price is not None else None)
+            m.retries.add(1, {**shape.ours, n.RETRY_REASON: attempt.reason}, span_context)
+
+
+class _Shape:
+    """The metric attribute sets of one shape of call, built and bounded once (cached)."""
+
+    __slots__ = ("duration", "input_tokens", "ours", "ours_key", "output_tokens", "semconv_key")
+
+    def __init__(self, base: Mapping[str, Any], ours: Mapping[str, Any], error_type: str | None) -> None:
+        self.duration = base if error_type is None else {**base, n.ERROR_TYPE: error_type}
+        self.input_tokens = {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT}
+        self.output_tokens = {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT}
+        self.semconv_key = frozenset({**base, n.GEN_AI_TOKEN_MODALITY: n.MODALITY_UNKNOWN}.items())
+        self.ours = ours
+        self.ours_key = frozenset(ours.items())
+
+
+_ShapeKey = tuple[Any, ...]
+_shapes: dict[_ShapeKey, _Shape] = {}
+_shapes_generation = -1
+MAX_SHAPES = 4096  # past this, a call's sets are built each time (same result, slower)
+
+
+def _shape(record: CallRecord, outcome: str, cost_status: str, scope: Scope, source: str | None) -> _Shape:
+    """The call's metric attributes, keyed by everything they are built from."""
+    global _shapes_generation
+    key = (
+        record.operation,
+        record.provider,
+        record.request_model,
+        record.response_model,
+        record.server_address,
+        record.server_port,
+        record.error_type,
+        record.blocked_by,
+        outcome,
+        cost_status,
+        source,
+        scope.metric_key,
+    )
+    if _shapes_generation != cardinality.generation:  # the guard forgot what it admitted
+        _shapes.clear()
+        _shapes_generation = cardinality.generation
+    got = _shapes.get(key)
+    if got is None:
+        got = _build_shape(record, outcome, cost_status, scope, source)
+        if len(_shapes) < MAX_SHAPES:
+            _shapes[key] = got
+    return got
+
+
+def _build_shape(
+    record: CallRecord, outcome: str, cost_status: str, scope: Scope, source: str | None
+) -> _Shape:
+    base: dict[str, Any] = {
+        n.GEN_AI_OPERATION_NAME: record.operation,
+        n.GEN_AI_PROVIDER_NAME: record.provider,
+    }
+    request_model, response_model = _bounded_models(record.request_model, record.response_model)
+    if request_model is not None:
+        base[n.GEN_AI_REQUEST_MODEL] = request_model
+    if response_model is not None:
+        base[n.GEN_AI_RESPONSE_MODEL] = response_model
+    ours = dict(base)
+    ours.update(scope.metric_attributes)
+    ours[n.OUTCOME] = outcome
+    ours[n.COST_STATUS] = cost_status
+    if source is not None:
+        ours[n.SOURCE] = source
+    if record.blocked_by is not None:
+        ours[n.BUDGET_NAME] = record.blocked_by
+    if record.server_address is not None:
+        address = _bounded_server(record.server_address)
+        base[n.SERVER_ADDRESS] = address
+        if record.server_port is not None and address != n.OVERFLOW_VALUE:
+            base[n.SERVER_PORT] = record.server_port
+    # the series count is bounded too, not only each key (their product)
+    return _Shape(bounded_series(n.SCOPE_GEN_AI, base), bounded_series(n.SCOPE, ours), record.error_type)
+
+
+def _read(meter: Any) -> bool:
+    """Whether anything reads `meter`'s instruments: False for the API's proxy before a meter
+    provider is set (local-store mode), for the no-op meter, and for an SDK meter provider
+    without a metric reader. Checked per call: a provider set later is read from then on."""
+    real = meter._real_meter if isinstance(meter, _ProxyMeter) else meter
+    if real is None or isinstance(real, NoOpMeter):
+        return False
+    consumer = getattr(real, "_measurement_consumer", None)
+    storages = getattr(consumer, "_reader_storages", None)
+    return storages is None or bool(storages)
 
 
 def verdict(record: CallRecord, *, priced: bool) -> tuple[str, str]:

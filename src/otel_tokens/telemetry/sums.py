@@ -34,7 +34,10 @@ class SumTable:
 
     def add(self, attributes: Mapping[str, Any], values: Iterable[tuple[int, float]]) -> None:
         """Add `value` to column `index` of the row for `attributes`, for each pair."""
-        key = frozenset(attributes.items())
+        self.add_at(frozenset(attributes.items()), values)
+
+    def add_at(self, key: Key, values: Iterable[tuple[int, float]]) -> None:
+        """`add` with the row's key already built (the recorder caches it per call shape)."""
         with self._lock:
             row = self._rows.get(key)
             if row is None:
