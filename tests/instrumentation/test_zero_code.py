@@ -372,3 +372,54 @@ def test_environment_task_goes_to_the_providers_the_app_sets_after_import(
     assert (task_calls.count, task_calls.sum) == (1, calls)
     if calls:
         assert sum(p.as_double for p in metrics[n.M_COST].sum.data_points) == cost
+
+
+SPAWNING_APP = textwrap.dedent(
+    """
+    import os, subprocess, sys, openai
+    CALL = (
+        "import os, openai; openai.OpenAI(base_url=os.environ['FAKE_OPENAI'], api_key='sk-test')"
+        ".chat.completions.create(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'hi'}])"
+    )
+    if sys.argv[1] == "call-first":
+        exec(CALL)
+    subprocess.run([sys.executable, "-c", CALL], check=True)
+    """
+)
+
+
+@pytest.mark.parametrize("order", ["call-first", "spawn-first"])
+def test_a_child_of_the_environment_task_joins_it(
+    receiver: _Receiver, fake: Any, tmp_path: Path, order: str
+) -> None:
+    """A child started inside the (lazily opened) environment task is part of it: its call
+    carries the task's name and id and rolls up into the task; started after the task's
+    first use, its span is in the task's trace, under the task span."""
+    calls = 2 if order == "call-first" else 1
+    fake.enqueue(*(Reply.ok(input_tokens=900 + i, output_tokens=50) for i in range(calls)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST"))}
+    env.update(
+        OTEL_TOKENS_ENABLED="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        OTEL_TOKENS_TASK="ci-step",
+        OTEL_TOKENS_TASK_ID="run-42",
+        FAKE_OPENAI=fake.openai_base_url,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", SPAWNING_APP, order], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    spans = _spans(receiver)
+    (task,) = [s for s in spans if s.name == "invoke_workflow ci-step"]
+    llm = [s for s in spans if s is not task]
+    assert len(llm) == calls
+    for call in llm:
+        a = {x.key: _value(x.value) for x in call.attributes}
+        assert (a[n.TASK_NAME], a[n.TASK_ID]) == ("ci-step", "run-42")
+    if order == "call-first":
+        assert all(c.parent_span_id == task.span_id and c.trace_id == task.trace_id for c in llm)
+    t = {a.key: _value(a.value) for a in task.attributes}
+    costs = sorted(expected_cost("openai", "gpt-4o-mini", 900 + i, 50) for i in range(calls))
+    assert t[n.TASK_LLM_CALLS] == calls and t[n.TASK_COST] == pytest.approx(sum(costs), rel=1e-12)
+    (tasks,) = [p for m in _metrics(receiver)[n.M_TASKS] for p in m.sum.data_points]
+    assert tasks.as_int == 1
