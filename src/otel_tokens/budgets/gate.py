@@ -315,18 +315,14 @@ def load_from_env() -> Policy | None:
         stamp = 0.0
     if errors and (str(path), stamp) not in _reported_files:
         _reported_files.add((str(path), stamp))
-        for error in errors:
-            logger.error("otel-tokens: %s", error)
         names = ", ".join(b.name for b in policy.budgets) or "none"
-        logger.error(
-            "otel-tokens: %d problem(s) in %s=%s; the budgets that parsed apply: %s"
-            " (check: otel-tokens budgets check %s)",
-            len(errors),
-            n.ENV_BUDGETS,
-            path,
-            names,
-            path,
-        )
+        tail = f"the budgets that parsed apply: {names} (check: otel-tokens budgets check {path})"
+        if len(errors) == 1:  # one problem, one line
+            logger.error("otel-tokens: %s; %s", errors[0], tail)
+        else:
+            for error in errors:
+                logger.error("otel-tokens: %s", error)
+            logger.error("otel-tokens: %d problems in %s=%s; %s", len(errors), n.ENV_BUDGETS, path, tail)
     return policy
 
 
