@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from google.genai.types import GenerateContentConfig
 
 from otel_tokens.budgets.policy import (
     Budget,
@@ -371,6 +372,9 @@ def test_an_unpriced_model_is_estimated_at_zero_and_says_so() -> None:
         ({"max_tokens": 5}, "chat", "gpt-4o", 5),
         ({"max_completion_tokens": 6}, "chat", "o3", 6),
         ({"max_output_tokens": 8}, "chat", "gpt-5", 8),
+        ({"config": {"max_output_tokens": 9}}, "chat", "gemini-2.5-flash", 9),  # google-genai, dict form
+        ({"config": GenerateContentConfig(max_output_tokens=10)}, "chat", "gemini-2.5-flash", 10),
+        ({"config": GenerateContentConfig()}, "chat", "unknown", 32_768),
         ({}, "chat", "gpt-4o-mini", 16_384),
         ({}, "chat", "o3-mini", 100_000),
         ({}, "chat", "my-model-1", 4096),  # the file's output_defaults
@@ -379,7 +383,7 @@ def test_an_unpriced_model_is_estimated_at_zero_and_says_so() -> None:
     ],
 )
 def test_output_tokens_without_a_limit_come_from_the_documented_defaults(
-    kwargs: dict[str, int], operation: str, model: str, tokens: int
+    kwargs: dict[str, object], operation: str, model: str, tokens: int
 ) -> None:
     policy = Policy(output_defaults=(("my-model*", 4096),))
     assert output_tokens(kwargs, operation, model, policy) == tokens

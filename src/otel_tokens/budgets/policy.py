@@ -13,9 +13,9 @@ stated assumptions:
   the few formatting tokens per message. Not covered: images or files passed by URL or id
   (their tokens are not in the request) and a provider's hidden tool prompt beyond the
   ~4x margin that bytes already leave on text.
-* output tokens = ``max_tokens`` / ``max_completion_tokens`` / ``max_output_tokens`` when
-  the request sets one, 0 for embeddings, else the model's default from `OUTPUT_DEFAULTS`
-  (the file's ``output_defaults`` win).
+* output tokens = ``max_tokens`` / ``max_completion_tokens`` / ``max_output_tokens`` (also in
+  google-genai's ``config``) when the request sets one, 0 for embeddings, else the model's
+  default from `OUTPUT_DEFAULTS` (the file's ``output_defaults`` win).
 * priced with the same pricer as the call's real cost (and the request's service tier), at
   the dearest of: all input uncached, all input as 5-minute or as 1-hour cache writes, all
   output as reasoning. Not covered: audio or image output and server-side tools (web
@@ -323,15 +323,22 @@ PriceFn = Callable[[Usage], Decimal | None]
 def output_tokens(kwargs: Mapping[str, Any], operation: str, model: str | None, policy: Policy) -> int:
     if operation == n.OP_EMBEDDINGS:
         return 0
+    config = kwargs.get("config")  # google-genai: GenerateContentConfig or its dict form
     for key in _OUTPUT_LIMITS:
-        value = kwargs.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+        for value in (kwargs.get(key), _field(config, key)):
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
     name = model or ""
     for glob, tokens in (*policy.output_defaults, *OUTPUT_DEFAULTS):
         if fnmatchcase(name, glob):
             return tokens
     return OUTPUT_DEFAULTS[-1][1]
+
+
+def _field(obj: object, key: str) -> object:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None) if obj is not None else None
 
 
 def input_tokens(kwargs: Mapping[str, Any]) -> int:
