@@ -36,7 +36,7 @@ Normalisation rules, stated once:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Final
 
 # No model reads or writes anywhere near 2**32 tokens in one call; past it a number is a bug,
@@ -200,6 +200,9 @@ def _plausible(value: int | None) -> int | None:
     return value if value is not None and 0 <= value <= MAX_TOKENS else None
 
 
+NO_USAGE: Final = Usage()
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     """One LLM call as seen by the client, provider-neutral."""
@@ -213,7 +216,7 @@ class CallRecord:
     server_address: str | None = None
     server_port: int | None = None
     stream: bool | None = None
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = NO_USAGE  # shared: a Usage is immutable
     usage_reported: bool = False
     error_type: str | None = None
     partial: bool = False  # the model started answering, then the call failed or was cut

@@ -116,3 +116,36 @@ def test_server_address_and_task_outcomes_are_bounded_on_metrics(
     assert outcomes == {"free text 0", n.OVERFLOW_VALUE}
     spans = {dict(s.attributes or {}).get(n.SERVER_ADDRESS) for s in telemetry.llm_spans()}
     assert spans == {"127.0.0.1", "localhost"}  # spans keep the real values
+
+
+@pytest.mark.parametrize("reader", [False, True])
+def test_no_instrument_work_when_nothing_reads_the_meter(fake: Any, reader: bool) -> None:
+    """Local-store mode has no metric reader: the span (with its cost) and the task rollup are
+    recorded, the instruments nobody reads get nothing; with a reader, the same calls count."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_tokens.instrumentation import core
+
+    spans = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(spans))
+    readers = [InMemoryMetricReader()] if reader else []
+    otel_tokens.instrument(tracer_provider=tp, meter_provider=MeterProvider(metric_readers=readers))
+    try:
+        assert core.active.recorder is not None
+        metrics = core.active.recorder.metrics
+        with otel_tokens.task("local") as task:
+            for _ in range(3):
+                _client(fake).chat.completions.create(model="gpt-4o", messages=[USER])
+            assert task.totals().llm_calls == 3
+        llm = [s for s in spans.get_finished_spans() if s.kind.name == "CLIENT"]
+        assert len(llm) == 3 and all(isinstance(s.attributes[n.GEN_AI_USAGE_COST], float) for s in llm)
+        rows = metrics.ours.snapshot()
+        assert (sum(row[0] for _key, row in rows) == 3) if reader else rows == []
+        assert bool(metrics.semconv.snapshot()) is reader
+    finally:
+        otel_tokens.uninstrument()
