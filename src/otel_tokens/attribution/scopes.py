@@ -285,13 +285,31 @@ class ScopeManager:
 # point (`otel_tokens.deferred`): a finaliser never records.
 
 
+class _GeneratorLifetime:
+    """Ends a scoped generator's scope: with the error that ended it (None at its end), or at
+    the next safe point when it is closed early or collected (GeneratorExit)."""
+
+    def __init__(self, manager: ScopeManager) -> None:
+        self._manager = manager
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, GeneratorExit):
+            deferred.defer(functools.partial(self._manager._close, None))
+        else:
+            self._manager._close(exc)
+
+
 def _scoped_generator(manager: ScopeManager, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     ctx = manager._open()
     inner = func(*args, **kwargs)
-    error: BaseException | None = None
     sent: Any = None
     thrown: BaseException | None = None
-    try:
+    with _GeneratorLifetime(manager):
         while True:
             token = otel_context.attach(ctx)
             try:
@@ -315,16 +333,6 @@ def _scoped_generator(manager: ScopeManager, func: Callable[..., Any], args: Any
                 raise
             except BaseException as exc:
                 thrown = exc
-    except GeneratorExit:
-        deferred.defer(functools.partial(manager._close, None))
-        manager = None  # type: ignore[assignment]
-        raise
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if manager is not None:
-            manager._close(error)
 
 
 async def _scoped_async_generator(
@@ -332,10 +340,9 @@ async def _scoped_async_generator(
 ) -> Any:
     ctx = manager._open()
     inner = func(*args, **kwargs)
-    error: BaseException | None = None
     sent: Any = None
     thrown: BaseException | None = None
-    try:
+    with _GeneratorLifetime(manager):
         while True:
             token = otel_context.attach(ctx)
             try:
@@ -359,16 +366,6 @@ async def _scoped_async_generator(
                 raise
             except BaseException as exc:
                 thrown = exc
-    except GeneratorExit:
-        deferred.defer(functools.partial(manager._close, None))
-        manager = None  # type: ignore[assignment]
-        raise
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if manager is not None:
-            manager._close(error)
 
 
 def task(

@@ -151,6 +151,13 @@ def _scalar(node: Node | None) -> str | None:
     return node.value if isinstance(node, ScalarNode) and isinstance(node.value, str) else None
 
 
+def _name(f: dict[str, Node], entry: Node, errors: _Errors) -> str | None:
+    name = _scalar(f.get("name"))
+    if name is None or not NAME.match(name):
+        errors.add(f.get("name", entry), "`name` must match [a-z0-9][a-z0-9_-]*", "e.g. `name: team-search`")
+    return name
+
+
 def _budget(entry: Node, errors: _Errors) -> Budget | None:
     if not isinstance(entry, MappingNode):
         errors.add(entry, "each budget must be a mapping", f"e.g. {_EXAMPLE}")
@@ -160,9 +167,7 @@ def _budget(entry: Node, errors: _Errors) -> Budget | None:
         return _legacy(entry, errors)
     before = len(errors)
     f = _fields(entry, _BUDGET, "budget", errors)
-    name = _scalar(f.get("name"))
-    if name is None or not NAME.match(name):
-        errors.add(f.get("name", entry), "`name` must match [a-z0-9][a-z0-9_-]*", "e.g. `name: team-search`")
+    name = _name(f, entry, errors)
     limit = _money(f.get("limit_usd"), entry, "limit_usd", errors)
     period = _choice(f.get("period"), entry, "period", PERIODS, None, errors)
     action = _choice(f.get("action"), entry, "action", ACTIONS, "warn", errors)
@@ -190,9 +195,7 @@ def _budget(entry: Node, errors: _Errors) -> Budget | None:
 def _legacy(entry: MappingNode, errors: _Errors) -> Budget | None:
     before = len(errors)
     f = _fields(entry, _LEGACY, "budget (daily_usd format)", errors)
-    name = _scalar(f.get("name"))
-    if name is None or not NAME.match(name):
-        errors.add(f.get("name", entry), "`name` must match [a-z0-9][a-z0-9_-]*", "e.g. `name: team-search`")
+    name = _name(f, entry, errors)
     limit = _money(f.get("daily_usd"), entry, "daily_usd", errors)
     team = f.get("team")
     team_value = _scalar(team)

@@ -334,10 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"otel-tokens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help_: str, epilog: str, func: Callable[[argparse.Namespace], int]) -> _Parser:
-        p: _Parser = sub.add_parser(name, help=help_, description=help_, epilog=epilog, formatter_class=fmt)
+    def command(name: str, help_: str, epilog: str, func: Callable[[argparse.Namespace], int],
+                description: str | None = None, store: bool = True) -> _Parser:  # fmt: skip
+        p: _Parser = sub.add_parser(name, help=help_, description=description or help_, epilog=epilog,
+                                    formatter_class=fmt)  # fmt: skip
         p.set_defaults(func=func)
-        p.add_argument("--store", metavar="PATH", help=_STORE_HELP)
+        if store:
+            p.add_argument("--store", metavar="PATH", help=_STORE_HELP)
         return p
 
     report = command("report", "Spend, tokens, retries and loop depth by task (or user, model...).",
@@ -381,29 +384,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
 
-    prices = sub.add_parser("prices", help="Check a price file (OTEL_TOKENS_PRICES) before using it.",
-                            description="Check a price file (OTEL_TOKENS_PRICES) before using it.",
-                            epilog=_PRICES_EPILOG, formatter_class=fmt)  # fmt: skip
-    prices.set_defaults(func=cmd_prices)
+    prices = command("prices", "Check a price file (OTEL_TOKENS_PRICES) before using it.",
+                     _PRICES_EPILOG, cmd_prices, store=False)  # fmt: skip
     prices.add_argument("action", choices=("check",), help="what to do (check)")
     prices.add_argument("file", metavar="FILE", help="a YAML or JSON price file")
 
-    budgets = sub.add_parser("budgets", help="Check a budget file; show where each budget stands.",
-                             description="Check a budget file (OTEL_TOKENS_BUDGETS); show where each "
-                             "budget stands in the ledger.", epilog=_BUDGETS_EPILOG,
-                             formatter_class=fmt)  # fmt: skip
-    budgets.set_defaults(func=cmd_budgets)
+    budgets = command("budgets", "Check a budget file; show where each budget stands.", _BUDGETS_EPILOG,
+                      cmd_budgets, "Check a budget file (OTEL_TOKENS_BUDGETS); show where each budget "
+                      "stands in the ledger.", store=False)  # fmt: skip
     budgets.add_argument("action", choices=("check", "status"), help="what to do")
     budgets.add_argument(
         "file", metavar="FILE", nargs="?", help=f"a budget file (status: default ${n.ENV_BUDGETS})"
     )
     budgets.add_argument("--json", action="store_true", help="status as a JSON array")
 
-    stack = sub.add_parser("stack", help="Generate the team stack's rules, alerts and dashboards.",
-                           description="Generate Prometheus rules (with promtool tests), Grafana "
-                           "alerting and dashboards for your budget file.", epilog=_STACK_EPILOG,
-                           formatter_class=fmt)  # fmt: skip
-    stack.set_defaults(func=cmd_stack)
+    stack = command("stack", "Generate the team stack's rules, alerts and dashboards.", _STACK_EPILOG,
+                    cmd_stack, "Generate Prometheus rules (with promtool tests), Grafana alerting and "
+                    "dashboards for your budget file.", store=False)  # fmt: skip
     stack.add_argument("action", choices=("generate",), help="what to do (generate)")
     stack.add_argument("--budgets", metavar="FILE",
                        help=f"budget file (default: ${n.ENV_BUDGET_FILE} or the example)")  # fmt: skip

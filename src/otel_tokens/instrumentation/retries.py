@@ -85,13 +85,17 @@ def _wrap_timeout(original: Callable[..., float]) -> Callable[..., float]:
     return _calculate_retry_timeout
 
 
+def _guarded_begin(kwargs: dict[str, Any]) -> contextvars.Token[tuple[str, int | None] | None] | None:
+    try:
+        return _begin(kwargs.get("response"))
+    except Exception as exc:
+        internal_error("retries.sleep", exc)
+        return None
+
+
 def _wrap_sleep(original: Callable[..., None]) -> Callable[..., None]:
     def _sleep_for_retry(self: Any, *args: Any, **kwargs: Any) -> None:
-        token = None
-        try:
-            token = _begin(kwargs.get("response"))
-        except Exception as exc:
-            internal_error("retries.sleep", exc)
+        token = _guarded_begin(kwargs)
         started = time.monotonic()
         try:
             original(self, *args, **kwargs)
@@ -103,11 +107,7 @@ def _wrap_sleep(original: Callable[..., None]) -> Callable[..., None]:
 
 def _wrap_async_sleep(original: Callable[..., Any]) -> Callable[..., Any]:
     async def _sleep_for_retry(self: Any, *args: Any, **kwargs: Any) -> None:
-        token = None
-        try:
-            token = _begin(kwargs.get("response"))
-        except Exception as exc:
-            internal_error("retries.sleep", exc)
+        token = _guarded_begin(kwargs)
         started = time.monotonic()
         try:
             await original(self, *args, **kwargs)
