@@ -3,7 +3,7 @@ what it refused."""
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, stat, table
 from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.models.common import BigValueGraphMode, GraphDrawStyle
 from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
@@ -15,6 +15,7 @@ from otel_tokens.stack.dashboards_common import (
     last_value,
     legend,
     prom,
+    prom_timeseries,
     sel,
     sum_rate,
     sum_spent,
@@ -98,12 +99,11 @@ def build(policy: Policy | None = None) -> gd.Dashboard:
         spend_targets.append(prom(f"{pn.BUDGET_UTIL}{match} * 0 + {limit}", f"{b.name} limit"))
     d = d.with_panel(
         with_targets(
-            timeseries.Panel()
-            .title("Spend vs limit over the period")
-            .description("USD spent in each budget's period so far against its limit (from the budget file).")
-            .datasource(PROMETHEUS)
-            .unit("currencyUSD")
-            .min(0)
+            prom_timeseries(
+                "Spend vs limit over the period",
+                "USD spent in each budget's period so far against its limit (from the budget file).",
+                "currencyUSD",
+            )
             .draw_style(GraphDrawStyle.LINE)
             .height(9)
             .span(24),
@@ -112,15 +112,12 @@ def build(policy: Policy | None = None) -> gd.Dashboard:
     )
     d = d.with_panel(
         with_targets(
-            timeseries.Panel()
-            .title("Spend per hour now, by team")
-            .description(
+            prom_timeseries(
+                "Spend per hour now, by team",
                 "What is burning the budgets: USD per hour over the rate interval. Exemplars link to"
-                " the traces of the calls."
+                " the traces of the calls.",
+                "currencyUSD",
             )
-            .datasource(PROMETHEUS)
-            .unit("currencyUSD")
-            .min(0)
             .draw_style(GraphDrawStyle.LINE)
             .height(8)
             .span(24),
@@ -130,15 +127,12 @@ def build(policy: Policy | None = None) -> gd.Dashboard:
     d = d.with_row(gd.Row("Refusals and ledger health"))
     d = d.with_panel(
         with_targets(
-            timeseries.Panel()
-            .title("Blocked calls per minute, by budget")
-            .description(
+            prom_timeseries(
+                "Blocked calls per minute, by budget",
                 "Calls a hard budget refused before they were sent (otel_tokens.outcome=blocked): the"
-                " callers got BudgetExceeded. Their traces are always kept."
+                " callers got BudgetExceeded. Their traces are always kept.",
+                "short",
             )
-            .datasource(PROMETHEUS)
-            .unit("short")
-            .min(0)
             .fill_opacity(10)
             .draw_style(GraphDrawStyle.BARS)
             .height(8)

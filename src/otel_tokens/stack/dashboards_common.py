@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol, Self, TypeVar
 
-from grafana_foundation_sdk.builders import common, prometheus, tempo
+from grafana_foundation_sdk.builders import common, prometheus, tempo, timeseries
 from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import prometheus as prom_models
@@ -178,6 +178,11 @@ def with_targets(panel: P, targets: Sequence[prometheus.Dataquery | tempo.TempoQ
     for i, target in enumerate(targets):
         panel = panel.with_target(target.ref_id(chr(ord("A") + i)))
     return panel
+
+
+def prom_timeseries(title: str, description: str, unit: str) -> timeseries.Panel:
+    """A Prometheus time series panel whose axis starts at zero: the base of the rate panels."""
+    return timeseries.Panel().title(title).description(description).datasource(PROMETHEUS).unit(unit).min(0)
 
 
 def last_value() -> common.ReduceDataOptions:

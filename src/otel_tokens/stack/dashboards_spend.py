@@ -14,6 +14,7 @@ from otel_tokens.stack.dashboards_common import (
     last_value,
     legend,
     prom,
+    prom_timeseries,
     sel,
     sum_rate,
     sum_spent,
@@ -56,12 +57,7 @@ def _rate_panel(
     title: str, description: str, targets: list[prometheus.Dataquery], unit: str = "currencyUSD"
 ) -> timeseries.Panel:
     return with_targets(
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(PROMETHEUS)
-        .unit(unit)
-        .min(0)
+        prom_timeseries(title, description, unit)
         .fill_opacity(10)
         .draw_style(GraphDrawStyle.LINE)
         .height(8)

@@ -22,6 +22,7 @@ from otel_tokens.stack.dashboards_common import (
     last_value,
     legend,
     prom,
+    prom_timeseries,
     quantile,
     sel,
     sum_rate,
@@ -148,14 +149,7 @@ def _stat(title: str, description: str, expr: str, unit: str) -> stat.Panel:
 
 def _timeseries(title: str, description: str, expr: str, legend: str, unit: str) -> timeseries.Panel:
     return with_targets(
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(PROMETHEUS)
-        .unit(unit)
-        .min(0)
-        .height(8)
-        .span(12),
+        prom_timeseries(title, description, unit).height(8).span(12),
         [prom(expr, legend, exemplar=True)],
     )
 
