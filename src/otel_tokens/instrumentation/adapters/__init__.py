@@ -19,3 +19,13 @@ def count(obj: Any, *path: str) -> int | None:
     for name in path:
         obj = get(obj, name)
     return obj if isinstance(obj, int) and not isinstance(obj, bool) else None
+
+
+def texts(obj: Any, **fields: str) -> dict[str, Any]:
+    """Record fields from non-empty string fields of `obj`: `texts(r, response_id="id")`."""
+    out: dict[str, Any] = {}
+    for field, name in fields.items():
+        value = get(obj, name)
+        if isinstance(value, str) and value:
+            out[field] = value
+    return out

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from otel_tokens import names as n
-from otel_tokens.instrumentation.adapters import count, get
+from otel_tokens.instrumentation.adapters import count, get, texts
 from otel_tokens.instrumentation.core import Endpoint
 from otel_tokens.pricing.providers import ProviderResolver
 from otel_tokens.record import CallRecord, Usage, normalised_usage
@@ -127,13 +127,7 @@ def _finish_reason(candidate: Any) -> str | None:
 
 
 def _fields(response: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    model = get(response, "model_version")
-    if isinstance(model, str) and model:
-        fields["response_model"] = model
-    rid = get(response, "response_id")
-    if isinstance(rid, str) and rid:
-        fields["response_id"] = rid
+    fields = texts(response, response_model="model_version", response_id="response_id")
     reasons = tuple(r for r in map(_finish_reason, get(response, "candidates") or ()) if r is not None)
     if reasons:
         fields["finish_reasons"] = reasons

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from otel_tokens import names as n
-from otel_tokens.instrumentation.adapters import count, get
+from otel_tokens.instrumentation.adapters import count, get, texts
 from otel_tokens.instrumentation.core import Endpoint
 from otel_tokens.pricing.providers import ProviderResolver
 from otel_tokens.record import CallRecord, Usage, normalised_usage
@@ -84,14 +84,7 @@ def _reported_cost(response: Any) -> float | None:
 
 
 def _fields(response: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    model = get(response, "model")
-    if isinstance(model, str) and model:
-        fields["response_model"] = model
-    rid = get(response, "id")
-    if isinstance(rid, str) and rid:
-        fields["response_id"] = rid
-    return fields
+    return texts(response, response_model="model", response_id="id")
 
 
 def _reasons(response: Any) -> tuple[str, ...]:

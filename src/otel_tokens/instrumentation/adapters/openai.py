@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from otel_tokens import names as n
-from otel_tokens.instrumentation.adapters import count, get
+from otel_tokens.instrumentation.adapters import count, get, texts
 from otel_tokens.instrumentation.core import Endpoint
 from otel_tokens.record import CallRecord, Usage, normalised_usage
 
@@ -52,17 +52,8 @@ def embeddings_usage(usage: Any) -> Usage:
 
 
 def _ids(response: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    model = get(response, "model")
-    if isinstance(model, str) and model:  # Azure's content-filter chunk has model ""
-        fields["response_model"] = model
-    rid = get(response, "id")
-    if isinstance(rid, str) and rid:
-        fields["response_id"] = rid
-    tier = get(response, "service_tier")
-    if isinstance(tier, str) and tier:
-        fields["service_tier"] = tier
-    return fields
+    # Azure's content-filter chunk has model "": an empty string is no value.
+    return texts(response, response_model="model", response_id="id", service_tier="service_tier")
 
 
 def _record(base: CallRecord, fields: dict[str, Any], usage: Usage | None) -> CallRecord:
