@@ -10,7 +10,9 @@ runs atomically on the server; every key expires some weeks after its period
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -104,6 +106,13 @@ return 0
 """
 
 
+_SHA = {
+    name: hashlib.sha1(source.encode()).hexdigest()
+    for name, source in (("reserve", _RESERVE), ("settle", _SETTLE), ("release", _RELEASE))
+}
+_IDLE_MAX = 64
+
+
 def _hash(key: Key) -> str:
     return f"{_PREFIX}{key[0]}:{key[1]}:{key[2]}"
 
@@ -139,6 +148,25 @@ class RedisLedger:
         self._client: Any = None
         self._lock = threading.Lock()
         self._scripts: dict[str, Any] = {}
+        self._pid = 0
+        self._pool: Any = None
+        self._free: list[Any] = []  # idle connections of the reserve/settle path (pop/append: atomic)
+
+    def _connection(self) -> Any:
+        """An idle connection of this process (a forked child makes its own)."""
+        pid = os.getpid()
+        if self._pid != pid or self._pool is None:
+            with self._lock:
+                if self._pid != pid or self._pool is None:
+                    self._free = []
+                    self._pool = self._redis.ConnectionPool.from_url(
+                        self.url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30
+                    )
+                    self._pid = pid
+        try:
+            return self._free.pop()
+        except IndexError:
+            return self._pool.connection_class(**self._pool.connection_kwargs)
 
     def _script(self, name: str, source: str) -> Any:
         with self._lock:
@@ -152,15 +180,30 @@ class RedisLedger:
             return script
 
     def _run(self, name: str, source: str, keys: list[str], args: list[Any]) -> Any:
-        """One EVALSHA round trip (the script is loaded once per server, on NOSCRIPT)."""
-        script = self._scripts.get(name) or self._script(name, source)
+        """One EVALSHA round trip on a connection of our own (no pool checkout, no retry: a
+        reservation whose reply was lost must not be made twice); the script is loaded once
+        per server, on NOSCRIPT."""
+        sha = _SHA[name]
+        conn = self._connection()
         try:
             try:
-                return script.registered_client.evalsha(script.sha, len(keys), *keys, *args)
+                conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
+                reply = conn.read_response()
             except self._redis.exceptions.NoScriptError:
-                return script(keys=keys, args=args)
-        except self._redis.RedisError as exc:
-            raise LedgerError(f"budget ledger {self.url}: {exc}") from exc
+                conn.send_command("SCRIPT", "LOAD", source)
+                conn.read_response()
+                conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
+                reply = conn.read_response()
+        except BaseException as exc:
+            conn.disconnect()
+            if isinstance(exc, self._redis.RedisError):
+                raise LedgerError(f"budget ledger {self.url}: {exc}") from exc
+            raise
+        if len(self._free) < _IDLE_MAX:
+            self._free.append(conn)
+        else:
+            conn.disconnect()
+        return reply
 
     def reserve(self, rid: str, holds: Sequence[Hold], expires: float, now: float) -> Refusal | None:
         keys: list[str] = []
@@ -224,3 +267,6 @@ class RedisLedger:
                 self._client.close()
                 self._client = None
                 self._scripts.clear()
+            for conn in self._free:
+                conn.disconnect()
+            self._free = []
