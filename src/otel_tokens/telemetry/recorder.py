@@ -110,8 +110,10 @@ class Recorder:
         span = self.tracer.start_span(
             name, parent, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time
         )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        ctx = trace.set_span_in_context(span, parent)
+        token = otel_context.attach(ctx)
         call = Call(self, span, token, scope, repeat)
+        call.context = ctx  # the span current in it: what the exemplars point at
         call.source = source
         return call
 
@@ -119,7 +121,18 @@ class Recorder:
 class Call:
     """One in-flight LLM call. `finish()` runs exactly once."""
 
-    __slots__ = ("_done", "_recorder", "_scope", "_start", "_token", "repeat", "source", "span", "state")
+    __slots__ = (
+        "_done",
+        "_recorder",
+        "_scope",
+        "_start",
+        "_token",
+        "context",
+        "repeat",
+        "source",
+        "span",
+        "state",
+    )
 
     def __init__(
         self, recorder: Recorder, span: trace.Span, token: object, scope: Scope, repeat: bool
@@ -133,6 +146,7 @@ class Call:
         self._done = False
         self._start = time.perf_counter()
         self.source: str | None = None
+        self.context: otel_context.Context | None = None
 
     def elapsed(self) -> float:
         """Seconds since the call started (safe from a finaliser: no lock, no recording)."""
@@ -251,7 +265,7 @@ class Call:
         span = self.span
         shape = _shape(record, outcome, cost_status, self._scope, self.source)
         # exemplars on duration, tokens, cost, retries and repeats point at this call's span
-        span_context = trace.set_span_in_context(span)
+        span_context = self.context if self.context is not None else trace.set_span_in_context(span)
         m.duration.record(duration, shape.duration, span_context)
         sums: list[tuple[int, float]] = [(CALLS, 1)]
         if self.repeat:
