@@ -103,6 +103,15 @@ def components(bench: Bench) -> dict[str, float | str]:
             recorder.start("openai", "chat", MODEL, False, server, bench.prompts[0], None).finish(record)
 
         out["recorder_start_finish"] = _timed(one_call, 5_000)
+        # local-store mode: a meter provider without a reader (or none set): no instrument work
+        from opentelemetry.sdk.metrics import MeterProvider
+
+        unread = Recorder(bench.tracer_provider, MeterProvider())
+
+        def one_unread_call() -> None:
+            unread.start("openai", "chat", MODEL, False, server, bench.prompts[0], None).finish(record)
+
+        out["recorder_no_metric_reader"] = _timed(one_unread_call, 5_000)
         # where the time goes: the same with the synchronous counters, then also the
         # histograms, as no-ops (the other counters are in-process sums, see otel_tokens.telemetry.sums)
         metrics = recorder.metrics
