@@ -11,12 +11,16 @@ Thresholds keep the config defaults (LLM call 0.50 USD, task 2.00 USD, 25 calls,
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +43,20 @@ class Stack:
     trace_file: Path  # OTLP/JSON export requests that passed tail sampling, one per line
     collector_bin: Path
     dir: Path
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant PromQL query's result vector (asserts the query succeeded)."""
+        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def value(self, expr: str) -> float | None:
+        """The first series' value of an instant query, or None when it returns nothing."""
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
 
 
 def collector_bin() -> Path | None:

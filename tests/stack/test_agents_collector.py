@@ -4,9 +4,6 @@ signal_to_metrics) makes otel_tokens.cost equal to the sum of the calls' genai-p
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,20 +16,6 @@ from tests.stack.conftest import Stack
 from tests.stack.test_collector import wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-
-
-def _query(stack: Stack, expr: str) -> list[dict[str, Any]]:
-    url = f"{stack.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = json.load(response)
-    assert body["status"] == "success", body
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
-
-
-def _value(stack: Stack, expr: str) -> float | None:
-    result = _query(stack, expr)
-    return float(result[0]["value"][1]) if result else None
 
 
 @pytest.mark.parametrize("source", sorted(RUNS))
@@ -51,19 +34,19 @@ def test_agent_spend_through_the_collector(source: str, stack: Stack, fake: Any,
     sel = f'otel_tokens_task_name="{task}"'
     cost = f"sum(otel_tokens_cost_USD_total{{{sel}}})"
     calls = f"sum(otel_tokens_calls_total{{{sel}}})"
-    wait_until(lambda: _value(stack, calls) == want.calls and _value(stack, cost) is not None, 30)
-    got = _value(stack, cost)
+    wait_until(lambda: stack.value(calls) == want.calls and stack.value(cost) is not None, 30)
+    got = stack.value(cost)
     assert got is not None
     assert abs(Decimal(repr(got)) - want.cost) <= want.cost * Decimal("1e-9"), (got, want.cost)
-    assert _value(stack, calls) == want.calls
+    assert stack.value(calls) == want.calls
     tokens = {
         s["metric"]["otel_tokens_token_type"]: float(s["value"][1])
-        for s in _query(stack, f"sum by (otel_tokens_token_type) (otel_tokens_tokens_total{{{sel}}})")
+        for s in stack.query(f"sum by (otel_tokens_token_type) (otel_tokens_tokens_total{{{sel}}})")
     }
     assert tokens["input"] == want.input_tokens
     assert tokens["output"] == want.output_tokens
     assert tokens.get("cache_read", 0) == want.cache_read_tokens
-    (series,) = _query(stack, f"otel_tokens_cost_USD_total{{{sel}}}")
+    (series,) = stack.query(f"otel_tokens_cost_USD_total{{{sel}}}")
     labels = series["metric"]
     assert labels["otel_tokens_source"] == source
     assert (labels["user_id"], labels["otel_tokens_team"], labels["otel_tokens_task_size"]) == (
@@ -79,8 +62,8 @@ def test_agent_spend_through_the_collector(source: str, stack: Stack, fake: Any,
 
 def test_agents_own_metrics_carry_no_session_ids(stack: Stack) -> None:
     """Runs above exported the agents' own metrics too; none reaches Prometheus with an id label."""
-    wait_until(lambda: bool(_query(stack, 'count({__name__=~"claude_code_.*|codex_.*|gemini_cli_.*"})')), 20)
-    native = _query(stack, '{__name__=~"claude_code_.*|codex_.*|gemini_cli_.*"}')
+    wait_until(lambda: bool(stack.query('count({__name__=~"claude_code_.*|codex_.*|gemini_cli_.*"})')), 20)
+    native = stack.query('{__name__=~"claude_code_.*|codex_.*|gemini_cli_.*"}')
     assert native, "no agent-native metrics arrived: the check below would prove nothing"
     ids = {k for s in native for k in s["metric"] if k in ("session_id", "conversation_id", "prompt_id")}
     assert ids == set()
@@ -112,9 +95,9 @@ def test_claude_pointed_at_the_collector_without_otel_tokens_run_is_counted(
     assert done.returncode == 0, done.stderr
     want = oracle(fake)
     sel = 'user_id="carol",otel_tokens_source="claude_code"'
-    wait_until(lambda: _value(stack, f"sum(otel_tokens_calls_total{{{sel}}})") == want.calls, 30)
-    got = _value(stack, f"sum(otel_tokens_cost_USD_total{{{sel}}})")
+    wait_until(lambda: stack.value(f"sum(otel_tokens_calls_total{{{sel}}})") == want.calls, 30)
+    got = stack.value(f"sum(otel_tokens_cost_USD_total{{{sel}}})")
     assert got is not None and abs(Decimal(repr(got)) - want.cost) <= want.cost * Decimal("1e-9")
-    (series,) = _query(stack, f"otel_tokens_cost_USD_total{{{sel}}}")
+    (series,) = stack.query(f"otel_tokens_cost_USD_total{{{sel}}}")
     assert series["metric"]["otel_tokens_team"] == "search"
     assert "otel_tokens_task_name" not in series["metric"]

@@ -119,20 +119,6 @@ def _export(stack: Stack, source: str, task: str, process: int, extra: dict[str,
     _post(stack, "/v1/logs", request.SerializeToString())
 
 
-def _query(stack: Stack, expr: str) -> list[dict[str, Any]]:
-    url = f"{stack.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = json.load(response)
-    assert body["status"] == "success", body
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
-
-
-def _value(stack: Stack, expr: str) -> float | None:
-    result = _query(stack, expr)
-    return float(result[0]["value"][1]) if result else None
-
-
 def _close(got: float | None, want: Decimal) -> bool:
     return got is not None and abs(Decimal(repr(got)) - want) <= want * Decimal("1e-9")
 
@@ -146,16 +132,16 @@ def test_short_agent_runs_feed_rate_panels_with_the_exact_sum(source: str, stack
         _export(stack, source, task, process)
     sel = f'otel_tokens_task_name="{task}"'
     want_calls, want_cost = calls * PROCESSES, cost * PROCESSES
-    wait_until(lambda: _value(stack, f"sum(otel_tokens_calls_total{{{sel}}})") == want_calls, 30)
-    wait_until(lambda: _close(_value(stack, f"sum(otel_tokens_cost_USD_total{{{sel}}})"), want_cost), 15)
+    wait_until(lambda: stack.value(f"sum(otel_tokens_calls_total{{{sel}}})") == want_calls, 30)
+    wait_until(lambda: _close(stack.value(f"sum(otel_tokens_cost_USD_total{{{sel}}})"), want_cost), 15)
 
     # one series for both processes: their identity was dropped, their deltas added up
-    series = _query(stack, f"otel_tokens_cost_USD_total{{{sel}}}")
+    series = stack.query(f"otel_tokens_cost_USD_total{{{sel}}}")
     assert len(series) == 1, [s["metric"] for s in series]
     assert series[0]["metric"]["otel_tokens_source"] == source
     assert "instance" not in series[0]["metric"], series[0]["metric"]
     # the series starts at zero, so rate() and increase() see the whole run
-    (samples,) = _query(stack, f"otel_tokens_cost_USD_total{{{sel}}}[5m]")
+    (samples,) = stack.query(f"otel_tokens_cost_USD_total{{{sel}}}[5m]")
     values = [float(v) for _, v in samples["values"]]
     assert values[0] == 0.0 and _close(values[-1], want_cost), values
     # the panels' shapes: rate- and increase-based spend, spend by source, calls per second
@@ -165,11 +151,11 @@ def test_short_agent_runs_feed_rate_panels_with_the_exact_sum(source: str, stack
         f"sum(rate(otel_tokens_calls_total{{{sel}}}[5m]))",
         f"sum by (otel_tokens_token_type) (increase(otel_tokens_tokens_total{{{sel}}}[5m]))",
     ):
-        got = _value(stack, expr)
+        got = stack.value(expr)
         assert got is not None and got > 0, expr
     # increase() over a window holding the zero and the last sample is the whole spend
     # (Prometheus extrapolates towards the window's edges, never below the true increase)
-    increase = _value(stack, f"sum(increase(otel_tokens_cost_USD_total{{{sel}}}[5m]))")
+    increase = stack.value(f"sum(increase(otel_tokens_cost_USD_total{{{sel}}}[5m]))")
     assert increase is not None and Decimal(repr(increase)) >= want_cost * (1 - Decimal("1e-9"))
 
 
@@ -198,8 +184,8 @@ def test_sdk_and_agent_points_of_one_series_have_one_writer(stack: Stack) -> Non
     calls, cost = _oracle("claude_code")
     _export(stack, "claude_code", task, 0)
     sel = f'otel_tokens_task_name="{task}"'
-    wait_until(lambda: _close(_value(stack, f"sum(otel_tokens_cost_USD_total{{{sel}}})"), cost), 30)
-    (series,) = _query(stack, f"otel_tokens_cost_USD_total{{{sel}}}")
+    wait_until(lambda: _close(stack.value(f"sum(otel_tokens_cost_USD_total{{{sel}}})"), cost), 30)
+    (series,) = stack.query(f"otel_tokens_cost_USD_total{{{sel}}}")
     promoted = {  # Prometheus label -> OTLP attribute, for the labels the agent series carries
         "otel_tokens_source": "otel_tokens.source",
         "gen_ai_provider_name": "gen_ai.provider.name",
@@ -217,15 +203,15 @@ def test_sdk_and_agent_points_of_one_series_have_one_writer(stack: Stack) -> Non
     sdk_usd = 0.125
     _post(stack, "/v1/metrics", _sdk_cost_point(labels, metric["otel_scope_name"], f"ci-{task}", sdk_usd))
     want = cost + Decimal(repr(sdk_usd))
-    wait_until(lambda: _close(_value(stack, f"sum(otel_tokens_cost_USD_total{{{sel}}})"), want), 30)
+    wait_until(lambda: _close(stack.value(f"sum(otel_tokens_cost_USD_total{{{sel}}})"), want), 30)
     # a later agent call still adds to the same total (two writers would overwrite each other)
     _export(stack, "claude_code", task, 1)
     want += cost
-    wait_until(lambda: _close(_value(stack, f"sum(otel_tokens_cost_USD_total{{{sel}}})"), want), 30)
+    wait_until(lambda: _close(stack.value(f"sum(otel_tokens_cost_USD_total{{{sel}}})"), want), 30)
     time.sleep(2.5)  # a few more intervals: the total stays, no writer resets it
-    assert _close(_value(stack, f"sum(otel_tokens_cost_USD_total{{{sel}}})"), want)
-    assert len(_query(stack, f"otel_tokens_cost_USD_total{{{sel}}}")) == 1
-    (samples,) = _query(stack, f"otel_tokens_cost_USD_total{{{sel}}}[5m]")
+    assert _close(stack.value(f"sum(otel_tokens_cost_USD_total{{{sel}}})"), want)
+    assert len(stack.query(f"otel_tokens_cost_USD_total{{{sel}}}")) == 1
+    (samples,) = stack.query(f"otel_tokens_cost_USD_total{{{sel}}}[5m]")
     values = [float(v) for _, v in samples["values"]]
     assert values == sorted(values), values  # never a drop: no second writer's lower total
     assert calls >= 1
@@ -266,14 +252,14 @@ def test_every_rate_panel_of_the_agent_counters_has_data_after_one_short_ci_run(
         want += _oracle(source)[1]
     job = f"ci-{task}"
     spend = f'sum(otel_tokens_cost_USD_total{{job="{job}"}})'
-    wait_until(lambda: _close(_value(stack, spend), want), 30)
-    assert _close(_value(stack, spend), want), (_value(stack, spend), want)
+    wait_until(lambda: _close(stack.value(spend), want), 30)
+    assert _close(stack.value(spend), want), (stack.value(spend), want)
     panels = _rate_panels()
     assert len(panels) >= 10, panels  # the dashboards' rate panels were found, or this proves nothing
     empty = []
     for uid, title, expr in panels:
         query = dashboards.substitute(expr, {"service": job, "__rate_interval": "5m", "__range": "5m"})
-        data = [s for s in _query(stack, query) if math.isfinite(float(s["value"][1]))]
+        data = [s for s in stack.query(query) if math.isfinite(float(s["value"][1]))]
         if not data and (uid, title) not in NOT_FROM_AGENTS:
             empty.append(f"{uid} / {title}: {query}")
         if data and (uid, title) in NOT_FROM_AGENTS:
@@ -286,5 +272,5 @@ def test_every_rate_panel_of_the_agent_counters_has_data_after_one_short_ci_run(
         ("otel_tokens_task:spend_usd_per_second:rate5m", "otel_tokens_task_name", task),
         ("otel_tokens_pipeline:spend_usd_per_second:rate5m", "cicd_pipeline_name", "agent-ci"),
     ):
-        got = [float(r["value"][1]) for r in _query(stack, exprs[record]) if r["metric"].get(label) == value]
+        got = [float(r["value"][1]) for r in stack.query(exprs[record]) if r["metric"].get(label) == value]
         assert got and got[0] > 0, (record, got)

@@ -107,6 +107,17 @@ def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate `procs` last-started first, then wait for each (killing it after 15 s)."""
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 @pytest.fixture(scope="module")
 def tier(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
     d = tmp_path_factory.mktemp("scale-out")
@@ -149,13 +160,7 @@ def tier(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tie
         wait_healthy(f"http://127.0.0.1:{health}/", procs[-1], log)
         yield Tier(procs, f"http://127.0.0.1:{http}", sinks)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 def traces(sink: Path) -> dict[str, list[dict[str, Any]]]:

@@ -44,7 +44,7 @@ from .test_e2e_dashboards import (
     scale_time,
     workload_env,
 )
-from .test_scale_out import free_ports, spawn, wait_healthy
+from .test_scale_out import free_ports, spawn, stop_all, wait_healthy
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -194,13 +194,7 @@ def vm_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         time.sleep(HISTORY_S)  # vmalert builds the scaled 1-day baselines
         yield Run(vm, start, time.time(), spans)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 def test_every_panel_query_runs_on_victoriametrics(vm_run: Run) -> None:
