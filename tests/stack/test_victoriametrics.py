@@ -63,6 +63,10 @@ NO_DATA_ON_VM: dict[str, str] = {
     "otel-tokens-anomalies / Team spend today and projected end of day / A": _AT_END,
     "otel-tokens-anomalies / Team spend today and projected end of day / B": _AT_END,
 }
+# The Budgets dashboard reads the budget series a process writes only under a budget file; this
+# workload has none, so its panels are proven on Prometheus only (test_e2e_dashboards' budgets
+# phase), not claimed here.
+BUDGETS_DASHBOARD = "otel-tokens-budgets"
 # Data or not depending on timing, on any backend: a z-score exists only where the scaled
 # 1-day baseline's stddev exceeds 1 % of its mean, and this workload (no long-lived worker)
 # can leave that baseline flat.
@@ -201,12 +205,15 @@ def test_every_panel_query_runs_on_victoriametrics(vm_run: Run) -> None:
     values = VALUES | {"service": f"{JOBS['main']}|{JOBS['ci']}"}
     empty = []
     for uid, title, ref, expr, instant in TARGETS:
+        if uid == BUDGETS_DASHBOARD:
+            continue  # this workload sets no budget file: see BUDGETS_DASHBOARD
         query = dashboards.substitute(expr, values)
         result = vm_run.vm.instant(query) if instant else vm_run.vm.range(query, vm_run.start, vm_run.end)
         if not finite_values(result):
             empty.append(f"{uid} / {title} / {ref}")
-    share = 1 - len(empty) / len(TARGETS)
-    print(f"VictoriaMetrics: {len(TARGETS) - len(empty)} of {len(TARGETS)} panel queries with data")
+    total = sum(1 for t in TARGETS if t[0] != BUDGETS_DASHBOARD)
+    share = 1 - len(empty) / total
+    print(f"VictoriaMetrics: {total - len(empty)} of {total} panel queries with data")
     unexplained = set(empty) - set(NO_DATA_ON_VM) - set(MAY_BE_EMPTY)
     assert not unexplained, f"{share:.0%} with data; empty: {empty}"
     assert set(NO_DATA_ON_VM) <= set(empty), "a MetricsQL difference went away: update NO_DATA_ON_VM"
