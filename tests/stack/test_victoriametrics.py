@@ -73,6 +73,11 @@ BUDGETS_DASHBOARD = "otel-tokens-budgets"
 MAY_BE_EMPTY: dict[str, str] = {
     f"otel-tokens-anomalies / Spend anomaly score by {by} (z-score) / A": "flat baseline"
     for by in ("team", "model")
+} | {
+    # mean + z * stddev: vmalert writes the 1-day stddev rule of this short workload only once
+    # its window holds spread, which some runs reach after the query time (seen in CI, 1 of 3).
+    f"otel-tokens-anomalies / {by} spend rate vs its 1-day baseline / C": "stddev not yet written"
+    for by in ("Team", "Model")
 }
 
 
