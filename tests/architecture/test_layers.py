@@ -2,8 +2,9 @@
 
 Layers, lowest first (a module may import its own subpackage and anything lower):
   0  names, record, guard, version,     the vocabulary every layer shares, the hook that
-     firstuse, deferred                 configures providers at first use, and the queue
-                                        finalisers defer work to (run at safe points)
+     firstuse, deferred, sqlite         configures providers at first use, the queue
+                                        finalisers defer work to (run at safe points), and the
+                                        SQLite set-up the ledger and the store share
   1  budgets                            the budget file, verdicts and ledger (pricer passed in),
                                         read at run time by instrumentation and by stack
   2  pricing, attribution, store,       peers that never import each other
@@ -35,6 +36,7 @@ LAYERS: dict[str, int] = {
     "version": 0,
     "firstuse": 0,
     "deferred": 0,
+    "sqlite": 0,
     "budgets": 1,
     "settings": 1,
     "pricing": 2,

@@ -8,7 +8,6 @@ killed process leaves at most an uncommitted transaction that SQLite discards.
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import TypeVar
 
 from otel_tokens.budgets.ledger import Charge, Hold, Key, LedgerError, Refusal, Row, Settled
 from otel_tokens.budgets.policy import crossings
+from otel_tokens.sqlite import Backoff, immediate_tx, set_up
 
 T = TypeVar("T")
 
@@ -60,7 +60,14 @@ _CHARGE = (
     " RETURNING spent, reported"
 )
 _REPORTED = f"UPDATE spend SET reported = reported | ? WHERE {_K}"
-_DEADLINE_S = 30.0
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Busy by the message alone (the store's `is_busy` reads the error code first)."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+_BACKOFF = Backoff(30.0, first_delay_s=0.001, max_delay_s=0.05, busy=_busy)
 
 
 class SQLiteLedger:
@@ -76,48 +83,21 @@ class SQLiteLedger:
             try:
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA busy_timeout = 5000")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                self._retrying(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-                self._retrying(lambda: conn.executescript(_SCHEMA))
+                set_up(conn, _BACKOFF)
+                _BACKOFF.retrying(lambda: conn.executescript(_SCHEMA))
                 now = time.time()
-                self._retrying(lambda: conn.execute("DELETE FROM spend WHERE keep_until < ?", (now,)))
-                self._retrying(lambda: conn.execute("DELETE FROM holds WHERE expires < ?", (now,)))
+                _BACKOFF.retrying(lambda: conn.execute("DELETE FROM spend WHERE keep_until < ?", (now,)))
+                _BACKOFF.retrying(lambda: conn.execute("DELETE FROM holds WHERE expires < ?", (now,)))
             except (sqlite3.Error, OSError) as exc:
                 raise LedgerError(f"cannot open the budget ledger {self.path}: {exc}") from exc
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
-    @staticmethod
-    def _retrying(action: Callable[[], T]) -> T:
-        end = time.monotonic() + _DEADLINE_S
-        delay = 0.001
-        while True:
-            try:
-                return action()
-            except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= end:
-                    raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.05)
-
     def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             conn = self._connection()
-
-            def attempt() -> T:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = body(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                return result
-
             try:
-                return self._retrying(attempt)
+                return _BACKOFF.retrying(lambda: immediate_tx(conn, body))
             except sqlite3.Error as exc:
                 raise LedgerError(f"budget ledger {self.path}: {exc}") from exc
 

@@ -12,70 +12,38 @@ therefore never reaches the caller unless the store stayed locked for the whole 
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TypeVar
 
 from otel_tokens import names as n
+from otel_tokens.sqlite import BUSY_TIMEOUT_MS, Backoff, immediate_tx, is_busy, set_up
 from otel_tokens.store import schema
 from otel_tokens.store.paths import ensure_private_file
 from otel_tokens.store.schema import StoreError, fix_for
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_MS: Final = 5000
-_SQLITE_BUSY: Final = 5
-_SQLITE_LOCKED: Final = 6
 
-
-def is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    text = str(exc)
-    return "locked" in text or "busy" in text
+def _backoff(deadline_s: float) -> Backoff:
+    return Backoff(deadline_s, first_delay_s=0.002, max_delay_s=0.2)
 
 
 def _retrying(action: Callable[[], T], deadline_s: float) -> T:
-    end = time.monotonic() + deadline_s
-    delay = 0.002
-    while True:
-        try:
-            return action()
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc) or time.monotonic() >= end:
-                raise
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 0.2)
+    return _backoff(deadline_s).retrying(action)
 
 
 def write_tx(
     conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], deadline_s: float = 30.0
 ) -> T:
     """Run ``body`` in one write transaction, retried as a whole while the store is busy."""
-
-    def attempt() -> T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = body(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
-
-    return _retrying(attempt, deadline_s)
+    return _retrying(lambda: immediate_tx(conn, body), deadline_s)
 
 
 def _configure(conn: sqlite3.Connection, deadline_s: float) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    mode = _retrying(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0], deadline_s)
-    if str(mode).lower() != "wal":  # e.g. a filesystem without shared memory
+    mode = set_up(conn, _backoff(deadline_s))
+    if mode.lower() != "wal":  # e.g. a filesystem without shared memory
         conn.execute("PRAGMA journal_mode = DELETE")
 
 
