@@ -304,6 +304,23 @@ class _GeneratorLifetime:
             self._manager._close(exc)
 
 
+class _Attached:
+    """``with _Attached(ctx):`` runs its body with the scope's context attached."""
+
+    __slots__ = ("_ctx", "_token")
+
+    def __init__(self, ctx: otel_context.Context) -> None:
+        self._ctx = ctx
+
+    def __enter__(self) -> None:
+        self._token = otel_context.attach(self._ctx)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        otel_context.detach(self._token)
+
+
 def _scoped_generator(manager: ScopeManager, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     ctx = manager._open()
     inner = func(*args, **kwargs)
@@ -311,25 +328,20 @@ def _scoped_generator(manager: ScopeManager, func: Callable[..., Any], args: Any
     thrown: BaseException | None = None
     with _GeneratorLifetime(manager):
         while True:
-            token = otel_context.attach(ctx)
             try:
-                if thrown is not None:
-                    exc, thrown = thrown, None
-                    item = inner.throw(exc)
-                else:
-                    item = inner.send(sent)
+                with _Attached(ctx):
+                    if thrown is not None:
+                        exc, thrown = thrown, None
+                        item = inner.throw(exc)
+                    else:
+                        item = inner.send(sent)
             except StopIteration as stop:
                 return stop.value
-            finally:
-                otel_context.detach(token)
             try:
                 sent = yield item
             except GeneratorExit:
-                token = otel_context.attach(ctx)
-                try:
+                with _Attached(ctx):
                     inner.close()
-                finally:
-                    otel_context.detach(token)
                 raise
             except BaseException as exc:
                 thrown = exc
@@ -344,25 +356,20 @@ async def _scoped_async_generator(
     thrown: BaseException | None = None
     with _GeneratorLifetime(manager):
         while True:
-            token = otel_context.attach(ctx)
             try:
-                if thrown is not None:
-                    exc, thrown = thrown, None
-                    item = await inner.athrow(exc)
-                else:
-                    item = await inner.asend(sent)
+                with _Attached(ctx):
+                    if thrown is not None:
+                        exc, thrown = thrown, None
+                        item = await inner.athrow(exc)
+                    else:
+                        item = await inner.asend(sent)
             except StopAsyncIteration:
                 return
-            finally:
-                otel_context.detach(token)
             try:
                 sent = yield item
             except GeneratorExit:
-                token = otel_context.attach(ctx)
-                try:
+                with _Attached(ctx):
                     await inner.aclose()
-                finally:
-                    otel_context.detach(token)
                 raise
             except BaseException as exc:
                 thrown = exc
