@@ -56,6 +56,15 @@ def _series(
     return with_targets(panel.height(8).span(12), targets)
 
 
+def _against_baseline(rate: str, label: str, avg: str, stddev: str, z: str) -> list[prometheus.Dataquery]:
+    """A spend rate (USD per hour), its 1-day mean and the alert level: mean + z standard deviations."""
+    return [
+        prom(rate, f"{label} 5m rate"),
+        prom(f"3600 * {sel(avg)}", f"{label} 1-day mean"),
+        prom(f"3600 * ({sel(avg)} + {z} * {sel(stddev)})", f"{label} alert level"),
+    ]
+
+
 def _alert_list() -> gd.Panel:
     """Grafana-managed alert rules (provisioned from the same definitions as the Prometheus rules).
     The alert list panel has no query and therefore no datasource."""
@@ -158,14 +167,7 @@ def build() -> gd.Dashboard:
                 "Team spend rate vs its 1-day baseline",
                 "USD per hour: the 5m rate the rule sees, its 1-day mean, and the alert level (mean + "
                 f"{z} standard deviations).",
-                [
-                    prom(team_rate, f"{TEAM_LEGEND} 5m rate"),
-                    prom(f"3600 * {sel(pn.TEAM_SPEND_AVG_1D)}", f"{TEAM_LEGEND} 1-day mean"),
-                    prom(
-                        f"3600 * ({sel(pn.TEAM_SPEND_AVG_1D)} + {z} * {sel(pn.TEAM_SPEND_STDDEV_1D)})",
-                        f"{TEAM_LEGEND} alert level",
-                    ),
-                ],
+                _against_baseline(team_rate, TEAM_LEGEND, pn.TEAM_SPEND_AVG_1D, pn.TEAM_SPEND_STDDEV_1D, z),
                 "currencyUSD",
                 T.spike_min_usd_per_hour,
             )
@@ -174,14 +176,9 @@ def build() -> gd.Dashboard:
             _series(
                 "Model spend rate vs its 1-day baseline",
                 f"USD per hour per provider/model: 5m rate, 1-day mean and the alert level (mean + {z} sd).",
-                [
-                    prom(model_rate, f"{MODEL_LEGEND} 5m rate"),
-                    prom(f"3600 * {sel(pn.MODEL_SPEND_AVG_1D)}", f"{MODEL_LEGEND} 1-day mean"),
-                    prom(
-                        f"3600 * ({sel(pn.MODEL_SPEND_AVG_1D)} + {z} * {sel(pn.MODEL_SPEND_STDDEV_1D)})",
-                        f"{MODEL_LEGEND} alert level",
-                    ),
-                ],
+                _against_baseline(
+                    model_rate, MODEL_LEGEND, pn.MODEL_SPEND_AVG_1D, pn.MODEL_SPEND_STDDEV_1D, z
+                ),
                 "currencyUSD",
                 T.spike_min_usd_per_hour,
             )
