@@ -63,12 +63,12 @@ def _arm(server: RawServer, cases: list[Case], arm: str) -> dict[str, driver.Out
     return out
 
 
-@pytest.fixture(scope="module")
-def campaign(user_guard: None) -> Iterator[Campaign]:
+def _both_arms(
+    cases: list[Case], telemetry: Providers
+) -> tuple[dict[str, driver.Outcome], dict[str, driver.Outcome], list[Received]]:
+    """Every case without otel-tokens, then instrumented; the outcomes and what the server received."""
     from otel_tokens.attribution import context
 
-    cases = generate(SEED, CASES)
-    telemetry = providers()
     with RawServer({c.id: c.response for c in cases}) as server:
         plain = _arm(server, cases, PLAIN)
         context.reset_for_tests()
@@ -80,7 +80,15 @@ def campaign(user_guard: None) -> Iterator[Campaign]:
         finally:
             otel_tokens.uninstrument()
             context.reset_for_tests()
-        yield Campaign(cases, {PLAIN: plain, INSTRUMENTED: instrumented}, list(server.received), telemetry)
+        return plain, instrumented, list(server.received)
+
+
+@pytest.fixture(scope="module")
+def campaign(user_guard: None) -> Iterator[Campaign]:
+    cases = generate(SEED, CASES)
+    telemetry = providers()
+    plain, instrumented, received = _both_arms(cases, telemetry)
+    yield Campaign(cases, {PLAIN: plain, INSTRUMENTED: instrumented}, received, telemetry)
 
 
 def test_the_campaign_covers_every_family(campaign: Campaign) -> None:
@@ -217,7 +225,6 @@ def test_the_comparison_catches_a_telemetry_error_reaching_the_app(
     raising: bool, user_guard: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The differential can fail: with re-raising on, a failing span processor shows up."""
-    from otel_tokens.attribution import context
     from tests.faults.conftest import RAISE_SWITCHES
 
     if raising:
@@ -227,17 +234,7 @@ def test_the_comparison_catches_a_telemetry_error_reaching_the_app(
     cases = generate(SEED + 1, 100)
     telemetry = providers()
     telemetry.tracer_provider.add_span_processor(_Exploding())  # type: ignore[arg-type]
-    with RawServer({c.id: c.response for c in cases}) as server:
-        plain = _arm(server, cases, PLAIN)
-        context.reset_for_tests()
-        otel_tokens.instrument(
-            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-        )
-        try:
-            instrumented = _arm(server, cases, INSTRUMENTED)
-        finally:
-            otel_tokens.uninstrument()
-            context.reset_for_tests()
+    plain, instrumented, _ = _both_arms(cases, telemetry)
     differences = [c.id for c in cases if plain[c.id] != instrumented[c.id]]
     if raising:
         assert len(differences) > len(cases) // 2
