@@ -69,21 +69,30 @@ def test_agent_run_is_one_task_with_exact_spend(source: str, fake: Any, tmp_path
         assert all("otel_tokens.agent.cost_usd" in json.loads(a) for a, *_ in rows)
 
 
-def test_a_users_agent_spend_counts_against_their_budget(fake: Any, tmp_path: Path) -> None:
-    """A warn budget matching the user warns for the agent's calls (log line and span event)."""
+def _alice_runs_claude_code(
+    fake: Any, tmp_path: Path, budget: str, task: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str], Path]:
+    """``otel-tokens run --task TASK --user alice`` of Claude Code under a one-budget file; the
+    finished run, its environment and home. The store is tmp_path/store.db."""
     home = tmp_path / "home"
     home.mkdir()
     run = RUNS["claude_code"](fake, home)
     fake.enqueue(*run.replies)
     budgets = tmp_path / "budgets.yaml"
-    budgets.write_text(
-        "budgets:\n  - {name: alice-daily, match: {user: alice}, limit_usd: 0.005, period: day,"
-        " warn_at: [0.5, 1.0], action: warn}\n"
-    )
-    store = tmp_path / "store.db"
-    env = clean_env(home, {**run.env, "OTEL_TOKENS_STORE": str(store)})
+    budgets.write_text(f"budgets:\n  - {budget}\n")
+    env = clean_env(home, {**run.env, "OTEL_TOKENS_STORE": str(tmp_path / "store.db")})
     env["OTEL_TOKENS_BUDGETS"] = str(budgets)
-    done = otel_tokens_run(["--task", "budgeted", "--user", "alice", "--", *run.command], env, home)
+    done = otel_tokens_run(["--task", task, "--user", "alice", "--", *run.command], env, home)
+    return done, env, home
+
+
+def test_a_users_agent_spend_counts_against_their_budget(fake: Any, tmp_path: Path) -> None:
+    """A warn budget matching the user warns for the agent's calls (log line and span event)."""
+    store = tmp_path / "store.db"
+    done, _, _ = _alice_runs_claude_code(
+        fake, tmp_path, "{name: alice-daily, match: {user: alice}, limit_usd: 0.005, period: day,"
+        " warn_at: [0.5, 1.0], action: warn}", "budgeted",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     want = oracle(fake)
     assert want.cost > Decimal("0.005")  # both thresholds are crossed by the two agent calls
@@ -99,18 +108,10 @@ def test_a_users_agent_spend_counts_against_their_budget(fake: Any, tmp_path: Pa
 
 def test_a_block_budget_exhausted_by_an_agent_refuses_the_next_sdk_call(fake: Any, tmp_path: Path) -> None:
     """A block budget cannot stop the agent (it has already called), but it refuses what comes next."""
-    home = tmp_path / "home"
-    home.mkdir()
-    run = RUNS["claude_code"](fake, home)
-    fake.enqueue(*run.replies)
-    budgets = tmp_path / "budgets.yaml"
-    budgets.write_text(
-        "budgets:\n  - {name: alice-cap, match: {user: alice}, limit_usd: 0.005, period: day,"
-        " action: block}\n"
-    )
-    env = clean_env(home, {**run.env, "OTEL_TOKENS_STORE": str(tmp_path / "store.db")})
-    env["OTEL_TOKENS_BUDGETS"] = str(budgets)
-    done = otel_tokens_run(["--task", "capped", "--user", "alice", "--", *run.command], env, home)
+    done, env, home = _alice_runs_claude_code(
+        fake, tmp_path, "{name: alice-cap, match: {user: alice}, limit_usd: 0.005, period: day,"
+        " action: block}", "capped",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr  # the agent's calls went through: we heard of them after
     sdk = (
         "import anthropic; anthropic.Anthropic().messages.create(model='claude-sonnet-4-6', max_tokens=8,"
