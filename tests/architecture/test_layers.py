@@ -2,9 +2,10 @@
 
 Layers, lowest first (a module may import its own subpackage and anything lower):
   0  names, record, guard, version,     the vocabulary every layer shares, the hook that
-     firstuse, deferred, sqlite         configures providers at first use, the queue
-                                        finalisers defer work to (run at safe points), and the
-                                        SQLite set-up the ledger and the store share
+     firstuse, deferred, sqlite,        configures providers at first use, the queue
+     httpserve                          finalisers defer work to (run at safe points), the
+                                        SQLite set-up the ledger and the store share, and the
+                                        threaded HTTP serving the receiver and fake LLM share
   1  budgets                            the budget file, verdicts and ledger (pricer passed in),
                                         read at run time by instrumentation and by stack
   2  pricing, attribution, store,       peers that never import each other
@@ -37,6 +38,7 @@ LAYERS: dict[str, int] = {
     "firstuse": 0,
     "deferred": 0,
     "sqlite": 0,
+    "httpserve": 0,
     "budgets": 1,
     "settings": 1,
     "pricing": 2,

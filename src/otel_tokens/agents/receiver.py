@@ -26,6 +26,7 @@ from otel_tokens.agents.normalise import AgentCall, Normaliser
 from otel_tokens.agents.otlp import decode_logs
 from otel_tokens.attribution.context import current_scope
 from otel_tokens.guard import internal_error
+from otel_tokens.httpserve import serve_in_thread, stop_serving
 from otel_tokens.telemetry.recorder import AttrValue, Recorder
 
 if TYPE_CHECKING:
@@ -100,13 +101,7 @@ class AgentReceiver:
         server = _Server((self._host, 0), _Handler)
         server.receiver = self
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="otel-tokens-agent-otlp",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(server, "otel-tokens-agent-otlp")
         return self
 
     def stop(self) -> None:
@@ -114,11 +109,7 @@ class AgentReceiver:
         if server is None:
             return
         self._server = self._thread = None
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        stop_serving(server, thread)
 
     def __enter__(self) -> AgentReceiver:
         return self.start()

@@ -24,6 +24,7 @@ from otel_tokens.fakellm import wire_openai
 from otel_tokens.fakellm.render import render
 from otel_tokens.fakellm.replies import Reply, reply_from_spec
 from otel_tokens.fakellm.wire import Call, Rendered, default_reply, json_response
+from otel_tokens.httpserve import serve_in_thread, stop_serving
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,7 @@ class FakeLLM:
         server = _Server(self._address, _Handler)
         server.fake = self
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fakellm-{server.server_address[1]}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(server, f"fakellm-{server.server_address[1]}")
         return self
 
     def stop(self) -> None:
@@ -99,11 +94,7 @@ class FakeLLM:
         if server is None:
             return
         self._server = self._thread = None
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        stop_serving(server, thread)
 
     def __enter__(self) -> FakeLLM:
         return self.start()
