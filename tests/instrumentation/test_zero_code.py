@@ -71,6 +71,18 @@ def receiver() -> Iterator[_Receiver]:
     r.server.server_close()
 
 
+def _spans(receiver: _Receiver) -> list[Any]:
+    """Our spans (scope otel_tokens) of every traces request the receiver got."""
+    return [
+        s
+        for req in receiver.traces
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        if ss.scope.name == "otel_tokens"
+        for s in ss.spans
+    ]
+
+
 def _value(v: Any) -> Any:
     return getattr(v, v.WhichOneof("value"))
 
@@ -96,14 +108,7 @@ def test_enabled_by_env_only(receiver: _Receiver, fake: Any, tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr
     assert "instrumented True" in out.stdout
 
-    spans = [
-        s
-        for req in receiver.traces
-        for rs in req.resource_spans
-        for ss in rs.scope_spans
-        if ss.scope.name == "otel_tokens"
-        for s in ss.spans
-    ]
+    spans = _spans(receiver)
     attrs = [{a.key: _value(a.value) for a in s.attributes} for s in spans]
     by_provider = {a[n.GEN_AI_PROVIDER_NAME]: a for a in attrs if n.GEN_AI_PROVIDER_NAME in a}
     assert sorted(by_provider) == ["anthropic", "openai"]
@@ -171,14 +176,7 @@ def test_opentelemetry_instrument_loads_our_entry_points(
     )
     assert out.returncode == 0, out.stderr
     assert "instrumented True" in out.stdout
-    spans = [
-        s
-        for req in receiver.traces
-        for rs in req.resource_spans
-        for ss in rs.scope_spans
-        if ss.scope.name == "otel_tokens"
-        for s in ss.spans
-    ]
+    spans = _spans(receiver)
     assert sorted(s.name for s in spans) == ["chat claude-3-7-sonnet-20250219", "chat gpt-4o-mini"]
 
 
@@ -211,17 +209,6 @@ def _run_task_app(receiver: _Receiver, fake: Any, tmp_path: Path, mode: str, **e
     )
     argv = [sys.executable, "-c", TASK_APP, mode]
     return subprocess.run(argv, env=env, capture_output=True, timeout=60, cwd=tmp_path).returncode
-
-
-def _spans(receiver: _Receiver) -> list[Any]:
-    return [
-        s
-        for req in receiver.traces
-        for rs in req.resource_spans
-        for ss in rs.scope_spans
-        if ss.scope.name == "otel_tokens"
-        for s in ss.spans
-    ]
 
 
 def _metrics(receiver: _Receiver) -> dict[str, list[Any]]:
