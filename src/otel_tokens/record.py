@@ -37,7 +37,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass as _record
+else:
+
+    def _record(*, frozen: bool, slots: bool):
+        # Frozen for the type checker (mypy rejects any assignment), plain at run time: a
+        # frozen dataclass's __init__ sets each field through object.__setattr__, five
+        # times slower, and records are built on every call. Hashable either way.
+        return dataclass(slots=slots, unsafe_hash=True)
+
 
 # No model reads or writes anywhere near 2**32 tokens in one call; past it a number is a bug,
 # and sums of such numbers still fit OTLP's and SQLite's int64.
@@ -59,7 +70,7 @@ GENAI_KEYS: Final[Mapping[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@_record(frozen=True, slots=True)
 class Usage:
     """Token counts of one call, normalised as described in the module docstring."""
 
@@ -166,7 +177,11 @@ def normalised_usage(
         web_searches,
         *(details or {}).values(),
     )
-    implausible = not all(v is None or 0 <= v <= MAX_TOKENS for v in counts)
+    implausible = False
+    for v in counts:  # a loop, not all(<generator>): this runs on every call
+        if v is not None and not 0 <= v <= MAX_TOKENS:
+            implausible = True
+            break
     if implausible:
         input_tokens, output_tokens = _plausible(input_tokens), _plausible(output_tokens)
         cache_read_tokens, cache_write_tokens = _plausible(cache_read_tokens), _plausible(cache_write_tokens)
@@ -203,7 +218,7 @@ def _plausible(value: int | None) -> int | None:
 NO_USAGE: Final = Usage()
 
 
-@dataclass(frozen=True, slots=True)
+@_record(frozen=True, slots=True)
 class CallRecord:
     """One LLM call as seen by the client, provider-neutral."""
 

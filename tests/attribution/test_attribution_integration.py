@@ -87,7 +87,7 @@ def test_task_with_agents_and_an_sdk_retry(telemetry: Telemetry, fake: Any) -> N
     for span, (agent_name, iteration, retries) in zip(llm, expected, strict=True):
         a = attrs(span)
         assert {k: a.get(k) for k in identity} == identity
-        assert (a.get(n.GEN_AI_AGENT_NAME), a[n.AGENT_ITERATION], a[n.RETRY_COUNT]) == (
+        assert (a.get(n.GEN_AI_AGENT_NAME), a[n.AGENT_ITERATION], a.get(n.RETRY_COUNT, 0)) == (
             agent_name,
             iteration,
             retries,

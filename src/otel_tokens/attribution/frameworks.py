@@ -8,7 +8,8 @@ repeat detection, ``gen_ai.agent.name``) and its rollup (cost, tokens, call coun
 task and agent spans carry it) is set on the framework's span just before it ends.
 
 `FrameworkScopes` is a span processor added to the SDK tracer provider we instrument with. It
-remembers each open span's parent (ids only) so a call can find the nearest framework span
+remembers each open span's parent (ids only, and only while a framework span is open: a
+walk stops at the first one) so a call can find the nearest framework span
 above it whatever spans lie between (a framework's own ``chat`` span, an HTTP span). Only our
 own scope may be nearer: a `task()`/`agent()` opened inside the framework's span wins.
 """
@@ -41,16 +42,20 @@ class FrameworkScopes(SpanProcessor):
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         try:
-            sid = span.get_span_context().span_id
             parent = span.parent
-            with self._lock:
-                if parent is not None and len(self._parents) < _MAX_OPEN:
-                    self._parents[sid] = parent.span_id
-            scope_name = span.instrumentation_scope.name if span.instrumentation_scope else None
+            # a walk up from a span stops at the first framework scope, so a span's parent
+            # is only worth keeping while one is open (a later one would be below it)
+            if parent is not None and self._scopes:
+                with self._lock:
+                    if len(self._parents) < _MAX_OPEN:
+                        self._parents[span.get_span_context().span_id] = parent.span_id
+            if _ours(span):  # our own spans are never framework scopes
+                return
+            sid = span.get_span_context().span_id
             attrs = span.attributes or {}
             op = attrs.get(n.GEN_AI_OPERATION_NAME) or str(span.name).split(" ", 1)[0]
             kind = _KINDS.get(str(op))
-            if kind is None or scope_name == n.SCOPE:
+            if kind is None:
                 return
             outer = self._nearest(parent.span_id if parent is not None else None) or current_scope()
             name = _name(span, kind, attrs)
@@ -64,6 +69,8 @@ class FrameworkScopes(SpanProcessor):
             internal_error("framework span start", exc)
 
     def on_end(self, span: Any) -> None:
+        if not self._scopes and not self._parents:  # nothing kept: nothing to forget
+            return
         sid = span.get_span_context().span_id
         with self._lock:
             self._parents.pop(sid, None)
@@ -85,8 +92,10 @@ class FrameworkScopes(SpanProcessor):
     def scope_for(self, ours: Scope) -> Scope:
         """The scope of a call starting now: the nearest framework scope above the current
         span, unless our own scope's span is nearer."""
+        if not self._scopes:  # no framework span is open: the common case, and cheap
+            return ours
         current = trace.get_current_span().get_span_context()
-        if not current.is_valid or not self._scopes:
+        if not current.is_valid:
             return ours
         stop = ours.span_context.span_id if ours.span_context is not None else None
         return self._nearest(current.span_id, stop) or ours
@@ -98,6 +107,11 @@ class FrameworkScopes(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _ours(span: Any) -> bool:
+    scope = span.instrumentation_scope
+    return scope is not None and scope.name == n.SCOPE
 
 
 def _name(span: Any, kind: str, attrs: Any) -> str:

@@ -138,12 +138,23 @@ def _ids(span: ReadableSpan) -> tuple[bytes, bytes, bytes | None, int, int]:
 
 _COST_AT: Final = _LLM_KEYS.index(n.GEN_AI_USAGE_COST)
 _SAVINGS_AT: Final = _LLM_KEYS.index(n.CACHE_SAVINGS)
+_INPUT_AT: Final = _LLM_KEYS.index(n.GEN_AI_USAGE_INPUT_TOKENS)
+_CACHE_READ_AT: Final = _LLM_KEYS.index(n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
+_CACHE_WRITE_AT: Final = _LLM_KEYS.index(n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS)
+_RETRIES_AT: Final = _LLM_KEYS.index(n.RETRY_COUNT)
 _SCALARS: Final = frozenset((str, int, float, bool, type(None)))
 
 
 def llm_row(span: ReadableSpan, a: Mapping[str, Any]) -> tuple[object, ...]:
     # Hot path (one per LLM call): plain gets; SQLite's column affinity does the typing.
     values = [a.get(k) for k in _LLM_KEYS]
+    if values[_INPUT_AT] is not None:  # spans leave out zero cache counts; the store keeps 0
+        if values[_CACHE_READ_AT] is None:
+            values[_CACHE_READ_AT] = 0
+        if values[_CACHE_WRITE_AT] is None:
+            values[_CACHE_WRITE_AT] = 0
+    if values[_RETRIES_AT] is None:  # and a call without retries has no retry count
+        values[_RETRIES_AT] = 0
     values[_COST_AT] = to_pico_usd(values[_COST_AT])
     values[_SAVINGS_AT] = to_pico_usd(values[_SAVINGS_AT])
     if not _SCALARS.issuperset(map(type, values)):  # a sequence where a scalar belongs

@@ -34,6 +34,9 @@ from otel_tokens.version import __version__
 
 AttrValue = str | int | float | bool | tuple[str, ...]
 _MICRO = Decimal("1e6")
+# a context whose span is invalid: the trace-based exemplar filter says no (an empty Context
+# would not do: it is falsy, and the SDK then reads the current one)
+_NO_EXEMPLAR = trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())
 logger = logging.getLogger("otel_tokens")
 
 
@@ -92,15 +95,14 @@ class Recorder:
             attrs[n.SERVER_ADDRESS] = server[0]
             if server[1] is not None:
                 attrs[n.SERVER_PORT] = server[1]
-        attrs[n.AGENT_ITERATION] = scope.next_iteration()
-        # repeats are per task: a process with no task at all does not pay for the hash
-        repeat = (
-            messages is not None
-            and (scope.kind != "root" or bool(scope.name))
-            and scope.is_repeat(fingerprint(model, messages))
-        )
-        if repeat:
-            attrs[n.LOOP_REPEAT] = True
+        # iterations and repeats are per task or agent loop: a process with no task at all
+        # does not count them, nor pay for the request's hash
+        repeat = False
+        if scope.kind != "root" or scope.name:
+            attrs[n.AGENT_ITERATION] = scope.next_iteration()
+            repeat = messages is not None and scope.is_repeat(fingerprint(model, messages))
+            if repeat:
+                attrs[n.LOOP_REPEAT] = True
         if extra:
             attrs.update(extra)
         if source is not None:
@@ -190,7 +192,9 @@ class Call:
             _say_usage_unknown(record)
 
         span = self.span
-        attrs: dict[str, Any] = {n.OUTCOME: outcome, n.COST_STATUS: cost_status, n.RETRY_COUNT: len(retries)}
+        attrs: dict[str, Any] = {n.OUTCOME: outcome, n.COST_STATUS: cost_status}
+        if retries:
+            attrs[n.RETRY_COUNT] = len(retries)
         if record.response_model is not None:
             attrs[n.GEN_AI_RESPONSE_MODEL] = record.response_model
         if record.response_id is not None:
@@ -202,11 +206,10 @@ class Call:
         if record.usage_reported:
             attrs[n.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             attrs[n.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
-            attrs[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
-            attrs[n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
-            if usage.reasoning_tokens:
-                attrs[n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
-            for name, value in (
+            for name, value in (  # the optional counts only when there are some
+                (n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens),
+                (n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, usage.cache_write_tokens),
+                (n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens),
                 (n.USAGE_CACHE_WRITE_1H, usage.cache_write_1h_tokens),
                 (n.USAGE_INPUT_AUDIO, usage.input_audio_tokens),
                 (n.USAGE_OUTPUT_AUDIO, usage.output_audio_tokens),
@@ -264,9 +267,11 @@ class Call:
         usage = record.usage
         span = self.span
         shape = _shape(record, outcome, cost_status, self._scope, self.source)
-        # exemplars on duration, tokens, cost, retries and repeats point at this call's span
+        # exemplars link spend to traces: the cost, retries and repeats point at this call's
+        # span; the duration and token histograms carry none (an empty context spares them
+        # the SDK's exemplar reservoir)
         span_context = self.context if self.context is not None else trace.set_span_in_context(span)
-        m.duration.record(duration, shape.duration, span_context)
+        m.duration.record(duration, shape.duration, _NO_EXEMPLAR)
         sums: list[tuple[int, float]] = [(CALLS, 1)]
         if self.repeat:
             m.repeats.add(1, shape.ours, span_context)
@@ -278,8 +283,8 @@ class Call:
                 usage.cache_write_tokens,
                 usage.reasoning_tokens,
             )
-            m.token_usage.record(usage.input_tokens, shape.input_tokens, span_context)
-            m.token_usage.record(usage.output_tokens, shape.output_tokens, span_context)
+            m.token_usage.record(usage.input_tokens, shape.input_tokens, _NO_EXEMPLAR)
+            m.token_usage.record(usage.output_tokens, shape.output_tokens, _NO_EXEMPLAR)
             m.semconv.add_at(shape.semconv_key, enumerate(values))
             sums.extend((TOKENS + i, v) for i, v in enumerate(values) if v)
         if price is not None:

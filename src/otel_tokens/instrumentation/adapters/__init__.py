@@ -16,8 +16,10 @@ def get(obj: Any, name: str) -> Any:
 
 def count(obj: Any, *path: str) -> int | None:
     """An integer token count at `path`, or None when absent or not an int."""
-    for name in path:
-        obj = get(obj, name)
+    for name in path:  # get(), inlined: this runs for every count of every call
+        if obj is None:
+            return None
+        obj = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
     return obj if isinstance(obj, int) and not isinstance(obj, bool) else None
 
 

@@ -13,21 +13,23 @@ from otel_tokens.record import CallRecord, Usage, normalised_usage
 
 
 def chat_usage(usage: Any, provider: str | None = None) -> Usage:
-    cache_read = count(usage, "prompt_tokens_details", "cached_tokens")
+    prompt = get(usage, "prompt_tokens_details")  # each details object read once
+    completion = get(usage, "completion_tokens_details")
+    cache_read = count(prompt, "cached_tokens")
     if cache_read is None:
         cache_read = count(usage, "prompt_cache_hit_tokens")  # DeepSeek's own field
     output = count(usage, "completion_tokens")
-    reasoning = count(usage, "completion_tokens_details", "reasoning_tokens")
+    reasoning = count(completion, "reasoning_tokens")
     if provider == "x_ai" and output is not None and reasoning:
         output += reasoning  # xAI's completion_tokens leave reasoning out
     return normalised_usage(
         input_tokens=count(usage, "prompt_tokens"),
         output_tokens=output,
         cache_read_tokens=cache_read,
-        cache_write_tokens=count(usage, "prompt_tokens_details", "cache_write_tokens"),
+        cache_write_tokens=count(prompt, "cache_write_tokens"),
         reasoning_tokens=reasoning,
-        input_audio_tokens=count(usage, "prompt_tokens_details", "audio_tokens"),
-        output_audio_tokens=count(usage, "completion_tokens_details", "audio_tokens"),
+        input_audio_tokens=count(prompt, "audio_tokens"),
+        output_audio_tokens=count(completion, "audio_tokens"),
     )
 
 
