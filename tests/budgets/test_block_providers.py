@@ -58,19 +58,10 @@ def _litellm(fake: Any, is_async: bool) -> None:
 
 
 def _bedrock(fake: Any, is_async: bool) -> None:
-    import boto3
-    from botocore.config import Config
+    from tests.instrumentation.test_core_bedrock import bedrock
 
-    client = boto3.client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        endpoint_url=fake.base_url,
-        aws_access_key_id="AKIDFAKE",
-        aws_secret_access_key="fake-secret",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
     messages = [{"role": "user", "content": [{"text": TEXT}]}]
-    client.converse(modelId="anthropic.claude-3-5-sonnet-20241022-v2:0", messages=messages)
+    bedrock(fake).converse(modelId="anthropic.claude-3-5-sonnet-20241022-v2:0", messages=messages)
 
 
 CALLS: dict[str, Callable[[Any, bool], None]] = {
