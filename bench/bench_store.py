@@ -59,7 +59,7 @@ def attrs(i: int) -> dict[str, Any]:
         n.GEN_AI_USAGE_INPUT_TOKENS: 1200 + i % 500, n.GEN_AI_USAGE_OUTPUT_TOKENS: 300 + i % 97,
         n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 1024, n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: 0,
         n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: 0, n.GEN_AI_USAGE_COST: 0.001234 + i * 1e-9,
-        n.COST_MICRO_USD: 1234, n.COST_STATUS: "priced", n.CACHE_SAVINGS: 0.00128, n.USAGE_STATUS: "reported",
+        n.COST_STATUS: "priced", n.CACHE_SAVINGS: 0.00128, n.USAGE_STATUS: "reported",
         n.OUTCOME: "success", n.RETRY_COUNT: 0, n.AGENT_ITERATION: i % 20 + 1, n.TASK_NAME: "fix-flaky-test",
         n.TASK_ID: f"task-{i // 20:08d}", n.TASK_SIZE: "M", n.USER_ID: "u-4f2a9c", n.TEAM: "payments",
         n.GEN_AI_AGENT_NAME: "coder", n.TRIGGER: "local",

@@ -70,7 +70,6 @@ VCS_REF_HEAD_NAME: Final = "vcs.ref.head.name"
 # --- otel-tokens span attributes ---------------------------------------------------------
 COST_STATUS: Final = "otel_tokens.cost.status"  # "priced" | "unpriced" | "unknown_usage"
 CACHE_SAVINGS: Final = "otel_tokens.cost.cache_savings"  # float USD
-COST_MICRO_USD: Final = "otel_tokens.cost.micro_usd"  # int, for numeric tail-sampling policies
 # float USD: the cost the SDK itself reported (litellm's response_cost), set where it differs from ours
 COST_REPORTED: Final = "otel_tokens.cost.reported"
 SERVICE_TIER: Final = "otel_tokens.service_tier"  # the tier the call was billed at ("flex", ...)

@@ -35,9 +35,10 @@ Normalisation rules, stated once:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from dataclasses import dataclass as _record
@@ -251,4 +252,16 @@ class CallRecord:
         return self.response_model or self.request_model
 
     def with_usage(self, usage: Usage) -> CallRecord:
-        return replace(self, usage=usage, usage_reported=True)
+        return self.evolve(usage=usage, usage_reported=True)
+
+    def evolve(self, **changes: Any) -> CallRecord:
+        """A copy with `changes`: `dataclasses.replace`, without its per-call walk over the
+        fields (records are copied on every call). An unknown field raises AttributeError."""
+        new = CallRecord(*_fields_of(self))
+        for name, value in changes.items():
+            object.__setattr__(new, name, value)
+        return new
+
+
+# every field of a record in declaration order, which is also its constructor's order
+_fields_of: Final = operator.attrgetter(*(f.name for f in fields(CallRecord)))

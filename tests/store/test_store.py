@@ -107,7 +107,7 @@ def test_exporter_writes_one_row_per_call_task_and_other_span(tmp_path: Path) ->
         n.GEN_AI_REQUEST_MODEL: "claude-sonnet-4-5", n.GEN_AI_RESPONSE_MODEL: "claude-sonnet-4-5-20250929",
         n.GEN_AI_USAGE_INPUT_TOKENS: 2000, n.GEN_AI_USAGE_OUTPUT_TOKENS: 100,
         n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 1500, n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: 300,
-        n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: 40, n.GEN_AI_USAGE_COST: 0.0123, n.COST_MICRO_USD: 12300,
+        n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: 40, n.GEN_AI_USAGE_COST: 0.0123,
         n.COST_STATUS: "priced", n.CACHE_SAVINGS: 0.00405, n.OUTCOME: "success", n.RETRY_COUNT: 1,
         n.LOOP_REPEAT: True, n.AGENT_ITERATION: 3, n.USER_ID: "u1", n.TEAM: "core", n.TASK_NAME: "fix-bug",
         n.TASK_ID: "t-1", n.TASK_SIZE: "M", n.GEN_AI_AGENT_NAME: "coder", n.CICD_PIPELINE_NAME: "ci",

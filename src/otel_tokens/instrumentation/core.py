@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from otel_tokens import deferred
@@ -154,7 +154,7 @@ def _admit(pending: _Pending, kwargs: Mapping[str, Any]) -> None:
     try:
         pending.ticket = gate.admit(pending.base, kwargs, current_scope().span_attributes)
     except BudgetExceeded as exc:
-        _finish(pending, replace(pending.base, error_type=_error_type(exc), blocked_by=exc.budget))
+        _finish(pending, pending.base.evolve(error_type=_error_type(exc), blocked_by=exc.budget))
         raise
     except Exception as exc:
         internal_error("budget check", exc)
@@ -216,7 +216,7 @@ def _finish(pending: _Pending, record: CallRecord, ended: tuple[int, float] | No
 
 
 def _finish_error(pending: _Pending, exc: BaseException) -> None:
-    _finish(pending, replace(pending.base, error_type=_error_type(exc)))
+    _finish(pending, pending.base.evolve(error_type=_error_type(exc)))
 
 
 def _finish_response(pending: _Pending, endpoint: Endpoint, result: Any) -> None:
@@ -304,9 +304,9 @@ class _StreamFinisher:
         try:
             record = self.observer.record(self.pending.base, complete=complete)
             if exc is not None:
-                record = replace(record, error_type=_error_type(exc), partial=self.started)
+                record = record.evolve(error_type=_error_type(exc), partial=self.started)
             elif cancelled:
-                record = replace(record, cancelled=True)
+                record = record.evolve(cancelled=True)
         except Exception as err:
             internal_error(f"{self.endpoint.provider} stream usage", err)
             record = self.pending.base

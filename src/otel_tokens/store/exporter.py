@@ -55,9 +55,8 @@ _LLM_KEYS: Final = (
     n.USER_ID, n.TEAM, n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.GEN_AI_AGENT_NAME,
     n.CICD_PIPELINE_NAME, n.CICD_PIPELINE_TASK_NAME, n.CICD_PIPELINE_RUN_ID, n.TRIGGER,
 )  # fmt: skip
-# Attributes that become columns (and so are not repeated in the JSON `attrs` column); the
-# micro-USD cost repeats the cost column and exists for tail sampling only.
-_LLM_ATTRS: Final = frozenset((*_LLM_KEYS, n.COST_MICRO_USD))
+# Attributes that become columns (and so are not repeated in the JSON `attrs` column)
+_LLM_ATTRS: Final = frozenset(_LLM_KEYS)
 _TASK_ATTRS: Final = frozenset((
     n.GEN_AI_OPERATION_NAME, n.GEN_AI_WORKFLOW_NAME, n.TASK_NAME, n.TASK_ID, n.TASK_SIZE, n.USER_ID,
     n.TEAM, n.TASK_OUTCOME, n.TASK_COST, n.TASK_LLM_CALLS, n.TASK_RETRIES, n.TASK_UNPRICED_CALLS,

@@ -1,7 +1,8 @@
 """The metric instruments of LLM calls, one bundle per meter.
 
-Synchronous: the two histograms the GenAI conventions define and the cost counter (they
-carry exemplars linking metrics to traces). Every other counter is summed in process
+Synchronous: the two histograms the GenAI conventions define and the cost counter (the cost
+carries exemplars linking spend to traces); their per-call points go through `direct`.
+Every other counter is summed in process
 (`sums.SumTable`) and reported by observable counters. Bundles are cached per meter: the
 SDK keeps the first observable instrument registered under a name, so a second bundle on
 the same meter would never be read.
@@ -15,6 +16,7 @@ from typing import Final
 from opentelemetry.metrics import Meter
 
 from otel_tokens import names as n
+from otel_tokens.telemetry.direct import Direct
 from otel_tokens.telemetry.sums import SumTable, observable_counter
 
 # columns of the per-call table (keyed by our low-cardinality attributes)
@@ -47,6 +49,10 @@ class Instruments:
             explicit_bucket_boundaries_advisory=list(n.DURATION_BUCKETS),
         )
         self.cost = meter.create_counter(n.M_COST, unit=n.UNIT_USD, description="Cost of LLM calls in USD")
+        # the per-call points, straight into the SDK's aggregations (`direct`)
+        self.token_points = Direct(self.token_usage, "record")
+        self.duration_points = Direct(self.duration, "record")
+        self.cost_points = Direct(self.cost, "add")
 
         self.ours = SumTable(TOKENS + len(TOKEN_TYPES))
         self.semconv = SumTable(len(_SEMCONV_USAGE))

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from time import time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -28,12 +28,12 @@ from otel_tokens.pricing.cards import Price
 from otel_tokens.pricing.pricer import Pricer, default_pricer
 from otel_tokens.record import CallRecord
 from otel_tokens.telemetry.callstate import CallState, RetryAttempt
+from otel_tokens.telemetry.direct import Attrs
 from otel_tokens.telemetry.fingerprint import fingerprint
 from otel_tokens.telemetry.instruments import CALLS, SAVINGS, TOKENS, instruments_for
 from otel_tokens.version import __version__
 
 AttrValue = str | int | float | bool | tuple[str, ...]
-_MICRO = Decimal("1e6")
 # a context whose span is invalid: the trace-based exemplar filter says no (an empty Context
 # would not do: it is falsy, and the SDK then reads the current one)
 _NO_EXEMPLAR = trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())
@@ -179,9 +179,7 @@ class Call:
         usage = record.usage
         retries = self.state.retries if self.state is not None else ()
         if retries:
-            from dataclasses import replace
-
-            record = replace(record, retries=len(retries))
+            record = record.evolve(retries=len(retries))
         price = (
             rec.pricer.price(record.provider, record.model, usage, record.service_tier, record.speed)
             if record.usage_reported
@@ -227,7 +225,6 @@ class Call:
         if price is not None:
             cost = float(price.total)
             attrs[n.GEN_AI_USAGE_COST] = cost
-            attrs[n.COST_MICRO_USD] = int(price.total * _MICRO)
             if price.cache_savings:
                 attrs[n.CACHE_SAVINGS] = float(price.cache_savings)
         reported = record.reported_cost
@@ -267,14 +264,15 @@ class Call:
         usage = record.usage
         span = self.span
         shape = _shape(record, outcome, cost_status, self._scope, self.source)
+        now = time_ns()
         # exemplars link spend to traces: the cost, retries and repeats point at this call's
-        # span; the duration and token histograms carry none (an empty context spares them
-        # the SDK's exemplar reservoir)
+        # span; the duration and token histograms carry none (an invalid span's context
+        # spares them the SDK's exemplar reservoir)
         span_context = self.context if self.context is not None else trace.set_span_in_context(span)
-        m.duration.record(duration, shape.duration, _NO_EXEMPLAR)
+        m.duration_points.point(duration, shape.duration, _NO_EXEMPLAR, now)
         sums: list[tuple[int, float]] = [(CALLS, 1)]
         if self.repeat:
-            m.repeats.add(1, shape.ours, span_context)
+            m.repeats.add(1, shape.ours.mapping, span_context)
         if record.usage_reported:
             values = (
                 usage.input_tokens,
@@ -283,30 +281,31 @@ class Call:
                 usage.cache_write_tokens,
                 usage.reasoning_tokens,
             )
-            m.token_usage.record(usage.input_tokens, shape.input_tokens, _NO_EXEMPLAR)
-            m.token_usage.record(usage.output_tokens, shape.output_tokens, _NO_EXEMPLAR)
+            m.token_points.point(usage.input_tokens, shape.input_tokens, _NO_EXEMPLAR, now)
+            m.token_points.point(usage.output_tokens, shape.output_tokens, _NO_EXEMPLAR, now)
             m.semconv.add_at(shape.semconv_key, enumerate(values))
             sums.extend((TOKENS + i, v) for i, v in enumerate(values) if v)
         if price is not None:
-            m.cost.add(cost, shape.ours, span_context)  # type: ignore[arg-type]
+            m.cost_points.point(cost, shape.ours, span_context, now)  # type: ignore[arg-type]
             if price.cache_savings:
                 sums.append((SAVINGS, float(price.cache_savings)))
         m.ours.add_at(shape.ours_key, sums)
         for attempt in retries:
-            m.retries.add(1, {**shape.ours, n.RETRY_REASON: attempt.reason}, span_context)
+            m.retries.add(1, {**shape.ours.mapping, n.RETRY_REASON: attempt.reason}, span_context)
 
 
 class _Shape:
-    """The metric attribute sets of one shape of call, built and bounded once (cached)."""
+    """The metric attribute sets of one shape of call, built, bounded, cleaned and hashed
+    once (cached)."""
 
     __slots__ = ("duration", "input_tokens", "ours", "ours_key", "output_tokens", "semconv_key")
 
     def __init__(self, base: Mapping[str, Any], ours: Mapping[str, Any], error_type: str | None) -> None:
-        self.duration = base if error_type is None else {**base, n.ERROR_TYPE: error_type}
-        self.input_tokens = {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT}
-        self.output_tokens = {**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT}
+        self.duration = Attrs(base if error_type is None else {**base, n.ERROR_TYPE: error_type})
+        self.input_tokens = Attrs({**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT})
+        self.output_tokens = Attrs({**base, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT})
         self.semconv_key = frozenset({**base, n.GEN_AI_TOKEN_MODALITY: n.MODALITY_UNKNOWN}.items())
-        self.ours = ours
+        self.ours = Attrs(ours)
         self.ours_key = frozenset(ours.items())
 
 

@@ -7,7 +7,6 @@ a field present in the later event wins.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from otel_tokens import names as n
@@ -66,8 +65,7 @@ def _with_message(base: CallRecord, message: Any) -> CallRecord:
     model = get(message, "model")
     mid = get(message, "id")
     reason = get(message, "stop_reason")
-    return replace(
-        base,
+    return base.evolve(
         response_model=model if isinstance(model, str) else base.response_model,
         response_id=mid if isinstance(mid, str) else base.response_id,
         finish_reasons=(reason,) if isinstance(reason, str) else base.finish_reasons,
@@ -83,8 +81,7 @@ def message_record(message: Any, base: CallRecord) -> CallRecord:
 
 
 def _with_usage(record: CallRecord, usage: Usage, context: dict[str, str]) -> CallRecord:
-    return replace(
-        record,
+    return record.evolve(
         usage=usage,
         usage_reported=True,
         service_tier=context.get("service_tier", record.service_tier),
@@ -119,7 +116,7 @@ class MessageStreamObserver:
     def record(self, base: CallRecord, *, complete: bool) -> CallRecord:
         record = _with_message(base, self.message) if self.message is not None else base
         if self.reason is not None:
-            record = replace(record, finish_reasons=(self.reason,))
+            record = record.evolve(finish_reasons=(self.reason,))
         if self.fields is None:
             return record
         return _with_usage(record, normalise(self.fields), self.context)

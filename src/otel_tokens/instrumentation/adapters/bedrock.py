@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,7 +59,7 @@ def converse_record(response: Any, base: CallRecord) -> CallRecord:
     if usage is not None:
         fields["usage"] = converse_usage(usage)
         fields["usage_reported"] = True
-    return replace(base, **fields) if fields else base
+    return base.evolve(**fields) if fields else base
 
 
 class ConverseStreamObserver:
@@ -83,7 +82,7 @@ class ConverseStreamObserver:
                 self.reason = reason
 
     def record(self, base: CallRecord, *, complete: bool) -> CallRecord:
-        record = replace(base, finish_reasons=(self.reason,)) if self.reason is not None else base
+        record = base.evolve(finish_reasons=(self.reason,)) if self.reason is not None else base
         return record.with_usage(converse_usage(self.usage)) if self.usage is not None else record
 
 
@@ -97,7 +96,7 @@ def invoke_record(response: Any, base: CallRecord) -> CallRecord:
     message = json.loads(data)
     record = anthropic_adapter.message_record(message, base)
     rid = _request_id(response)
-    return replace(record, response_model=None, response_id=get(message, "id") or rid)
+    return record.evolve(response_model=None, response_id=get(message, "id") or rid)
 
 
 def stream_in(response: Any) -> Any:

@@ -17,7 +17,6 @@ so far (Vertex: only on the last chunk); the latest chunk that carries a count w
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -138,7 +137,7 @@ def _record(base: CallRecord, fields: dict[str, Any], counts: dict[str, int] | N
     if counts is not None:
         fields["usage"] = normalise(counts)
         fields["usage_reported"] = True
-    return replace(base, **fields) if fields else base
+    return base.evolve(**fields) if fields else base
 
 
 def content_record(response: Any, base: CallRecord) -> CallRecord:

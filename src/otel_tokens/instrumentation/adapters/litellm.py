@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -99,7 +98,7 @@ def _record(base: CallRecord, fields: dict[str, Any], u: Any, cost: float | None
         fields["usage_reported"] = True
     if cost is not None:
         fields["reported_cost"] = cost
-    return replace(base, **fields) if fields else base
+    return base.evolve(**fields) if fields else base
 
 
 def completion_record(response: Any, base: CallRecord) -> CallRecord:
@@ -114,7 +113,7 @@ def embedding_record(response: Any, base: CallRecord) -> CallRecord:
     record = _record(base, {}, None, _reported_cost(response))
     model = get(response, "model")
     if isinstance(model, str) and model:
-        record = replace(record, response_model=model)
+        record = record.evolve(response_model=model)
     prompt = count(u, "prompt_tokens")
     return (
         record

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from otel_tokens import names as n
@@ -59,11 +58,11 @@ def _ids(response: Any) -> dict[str, Any]:
 
 
 def _record(base: CallRecord, fields: dict[str, Any], usage: Usage | None) -> CallRecord:
-    """One `replace` per call: the record is built once."""
+    """One copy per call: the record is built once."""
     if usage is not None:
         fields["usage"] = usage
         fields["usage_reported"] = True
-    return replace(base, **fields) if fields else base
+    return base.evolve(**fields) if fields else base
 
 
 def chat_record(response: Any, base: CallRecord) -> CallRecord:
