@@ -54,6 +54,9 @@ class _NoOpInstrument:
     def record(self, *_args: object, **_kwargs: object) -> None:
         return None
 
+    def point(self, *_args: object) -> None:  # telemetry.direct.Direct
+        return None
+
 
 def _median_us(fn: Callable[[], None], n: int, repeat: int = 7) -> float:
     """Median CPU µs of `fn` over `repeat` blocks of `n` calls."""
@@ -115,10 +118,11 @@ def components(bench: Bench) -> dict[str, float | str]:
         # where the time goes: the same with the synchronous counters, then also the
         # histograms, as no-ops (the other counters are in-process sums, see otel_tokens.telemetry.sums)
         metrics = recorder.metrics
-        for name in ("cost", "retries", "repeats"):
+        for name in ("cost", "retries", "repeats", "cost_points"):
             setattr(metrics, name, _NoOpInstrument())
         out["recorder_without_counters"] = _timed(one_call, 5_000)
         metrics.token_usage = metrics.duration = _NoOpInstrument()
+        metrics.token_points = metrics.duration_points = _NoOpInstrument()
         out["recorder_span_only"] = _timed(one_call, 5_000)
         out["pricer_price"] = _timed(
             lambda: recorder.pricer.price("openai", RESPONSE_MODEL, record.usage), 20_000

@@ -37,6 +37,7 @@ import gc
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -242,7 +243,11 @@ def run_rounds(bench: Bench) -> dict[str, dict[str, list[float]]]:
     plan = bench.plan
     thread_time = time.thread_time
     samples: dict[str, dict[str, list[float]]] = {v: {"plain": [], "stream": []} for v in VARIANTS}
-    orders = [VARIANTS[k:] + VARIANTS[:k] for k in range(len(VARIANTS))]
+    # a fresh shuffled order for every call of every variant (seeded, so runs repeat): with
+    # rotations each variant would always follow the same one, and the one before warms the
+    # caches the next one shares (the OpenTelemetry SDK's span and metric paths)
+    shuffle = random.Random(11).shuffle
+    order = list(VARIANTS)
     for variant in VARIANTS:
         bench.use(variant)
         for _ in range(plan.warmup):
@@ -257,8 +262,9 @@ def run_rounds(bench: Bench) -> dict[str, dict[str, list[float]]]:
         ):
             total = dict.fromkeys(VARIANTS, 0.0)
             gc.collect()
-            for k in range(n):
-                for variant in orders[k % len(orders)]:
+            for _k in range(n):
+                shuffle(order)
+                for variant in order:
                     bench.use(variant)
                     t0 = thread_time()
                     call()

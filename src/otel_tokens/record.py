@@ -208,7 +208,7 @@ def normalised_usage(
     ao, io = output_audio_tokens or 0, output_image_tokens or 0
     inp = max(input_tokens or 0, cr + cw, ai + ii)
     out = max(output_tokens or 0, rs, ao + io)
-    extra = tuple(sorted((k, v) for k, v in (details or {}).items() if v > 0))
+    extra = tuple(sorted((k, v) for k, v in details.items() if v > 0)) if details else ()
     return Usage(inp, out, cr, cw, rs, c1h, ai, ao, ii, io, web_searches or 0, extra, implausible)
 
 

@@ -1,4 +1,4 @@
-"""`telemetry.direct` writes the same points as the OpenTelemetry SDK's public API.
+"""`telemetry.direct` writes the same points and span attributes as the SDK's public API.
 
 Each case feeds one sequence of points twice, through `Direct.point` and through the
 instrument's own `record`/`add`, into two identically configured meter providers, and
@@ -24,10 +24,10 @@ from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import DropAggregation, View
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
 from otel_tokens.telemetry import direct
-from otel_tokens.telemetry.direct import Attrs, Direct
+from otel_tokens.telemetry.direct import Attrs, Direct, set_attributes
 
 DELTA = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}
 SETS = [
@@ -171,3 +171,52 @@ def test_without_an_sdk_meter_the_public_api_is_used(meter: Callable[[], Any]) -
     fast = Direct(meter().create_counter("c"), "add")
     fast.point(1.0, Attrs(SETS[0]), otel_context.Context(), 1)  # no error, no SDK path
     assert fast._sdk is None
+
+
+START = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m", "server.port": 443}
+FINISH: dict[str, Any] = {
+    "otel_tokens.outcome": "success",
+    "gen_ai.response.finish_reasons": ("stop",),
+    "gen_ai.usage.input_tokens": 1_200,
+    "gen_ai.usage.cost": 0.0003132,
+    "otel_tokens.usage.implausible": True,
+}
+SPAN_CASES: dict[str, dict[str, Any]] = {
+    "default limits": {},
+    "a count limit the call would pass (public path)": {"limits": SpanLimits(max_span_attributes=5)},
+    "a value length limit": {"limits": SpanLimits(max_span_attribute_length=3)},
+    "a list value (the SDK makes it a tuple)": {"extra": {"x.list": ["a", "b"]}},
+    "a tuple of ints": {"extra": {"x.ints": (1, 2)}},
+    "an ended span": {"ended": True},
+}
+
+
+def _span_after(case: dict[str, Any], via: str) -> tuple[dict[str, Any], int]:
+    provider = TracerProvider(span_limits=case.get("limits"))
+    span = provider.get_tracer("t").start_span("call", attributes=START)
+    if case.get("ended"):
+        span.end()
+    attrs = {**FINISH, **case.get("extra", {})}
+    if via == "direct":
+        set_attributes(span, attrs)
+    else:
+        span.set_attributes(attrs)
+    return dict(span.attributes or {}), span.dropped_attributes
+
+
+@pytest.mark.parametrize("name", list(SPAN_CASES))
+def test_span_attributes_equal_set_attributes(name: str) -> None:
+    assert _span_after(SPAN_CASES[name], "direct") == _span_after(SPAN_CASES[name], "public")
+
+
+def test_span_attributes_on_a_non_recording_span_are_a_no_op() -> None:
+    span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+    set_attributes(span, FINISH)
+    assert not span.is_recording()
+
+
+def test_a_default_span_takes_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    span = TracerProvider().get_tracer("t").start_span("call", attributes=START)
+    monkeypatch.setattr(span, "set_attributes", lambda _attrs: pytest.fail("the public path was taken"))
+    set_attributes(span, FINISH)
+    assert dict(span.attributes or {}) == {**START, **FINISH}

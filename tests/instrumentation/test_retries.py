@@ -55,7 +55,7 @@ def call(fake: Any, sdk: str, is_async: bool, **client_kw: Any) -> list[RetryAtt
             await request()
         finally:
             callstate.exit_call(token)
-        return state.retries
+        return list(state.retries)
 
     if is_async:
         return asyncio.run(arun())
@@ -64,7 +64,7 @@ def call(fake: Any, sdk: str, is_async: bool, **client_kw: Any) -> list[RetryAtt
         request()
     finally:
         callstate.exit_call(token)
-    return state.retries
+    return list(state.retries)
 
 
 SDKS = [(sdk, a) for sdk in ("openai", "anthropic") for a in (False, True)]

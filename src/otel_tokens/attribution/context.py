@@ -434,9 +434,9 @@ def root_scope() -> Scope:
     """The process-wide scope: everything recorded in this process rolls up into it."""
     global _root, _root_pid
     root = _root
-    if root is None or _root_pid != os.getpid():
-        with _root_lock:
-            if _root is None or _root_pid != os.getpid():
+    if root is None:  # a forked child starts again from None (`_after_fork_in_child`): no
+        with _root_lock:  # getpid() per call
+            if _root is None:
                 _root, _root_pid = scope_from_environ(os.environ), os.getpid()
             root = _root
     return root

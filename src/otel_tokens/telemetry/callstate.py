@@ -9,7 +9,7 @@ attempt through `CallState.add_retry`; the recorder turns that into
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)
@@ -21,10 +21,10 @@ class RetryAttempt:
 
 @dataclass(slots=True)
 class CallState:
-    retries: list[RetryAttempt] = field(default_factory=list)
+    retries: tuple[RetryAttempt, ...] = ()  # a tuple: no list built for the calls that never retry
 
     def add_retry(self, reason: str, status_code: int | None, wait_s: float) -> None:
-        self.retries.append(RetryAttempt(reason, status_code, wait_s))
+        self.retries += (RetryAttempt(reason, status_code, wait_s),)
 
 
 _current: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("otel_tokens_call", default=None)

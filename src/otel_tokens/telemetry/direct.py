@@ -1,4 +1,5 @@
-"""Metric points written straight into the OpenTelemetry SDK's own aggregations.
+"""Metric points and span attributes written straight into the OpenTelemetry SDK's own
+structures.
 
 For every point, the SDK's ``Histogram.record`` / ``Counter.add`` cleans the attribute
 mapping, hashes it (recursively, keys sorted) and walks the reader storages and views:
@@ -13,26 +14,34 @@ Only for the SDK classes and versions it was written against, checked by exact t
 anything else (another SDK or version, an API proxy without a provider yet, a view that
 keeps only some attributes, a custom storage, a value the SDK would warn about) takes the
 public API, so the result is the same, only slower.
+
+`set_attributes` does the same for the attributes a call's span gets at its end: values
+of the plain types the SDK keeps as they are go into the span's attribute dict under the
+span's locks, when no attribute limit could apply; anything else goes through
+``span.set_attributes``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, Final
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 
 try:
-    from opentelemetry.attributes import _clean_attribute_value
+    from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
     from opentelemetry.sdk.metrics._internal._view_instrument_match import (
         _hash_attributes,
         _ViewInstrumentMatch,
     )
+    from opentelemetry.sdk.metrics._internal.exemplar import TraceBasedExemplarFilter
     from opentelemetry.sdk.metrics._internal.instrument import _Counter, _Histogram
-    from opentelemetry.sdk.metrics._internal.measurement import Measurement
     from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
     from opentelemetry.sdk.metrics._internal.metric_reader_storage import MetricReaderStorage
+    from opentelemetry.sdk.trace import _Span as _SdkSpan
     from opentelemetry.sdk.version import __version__ as _sdk_version
 
     # the SDK versions whose record path this mirrors (test_direct.py proves each pinned one)
@@ -42,23 +51,38 @@ except ImportError:  # pragma: no cover - an SDK without these internals: the pu
     SUPPORTED = False
 
 if SUPPORTED:
-
-    class _Point(Measurement):
-        """A measurement whose attributes were cleaned once, for its `Attrs` (the SDK's
-        `Measurement.__post_init__` would clean them again for every point)."""
-
-        def __post_init__(self) -> None:
-            return None
-
     _SDK_CLASSES: frozenset[type] = frozenset((_Counter, _Histogram))
+
+# the context of a point that takes no exemplar: its span is invalid, so the SDK's default
+# trace-based filter says no (an empty Context would not do: it is falsy, and the SDK then
+# reads the current one)
+UNSAMPLED: Final = trace.set_span_in_context(trace.INVALID_SPAN, Context())
+
+
+class _Point:
+    """A `Measurement` as the SDK's aggregations read it (these five fields, nothing else),
+    its attributes cleaned once for its `Attrs`: the SDK's frozen dataclass cleans them
+    again in ``__post_init__`` and costs 1 µs to build."""
+
+    __slots__ = ("attributes", "context", "instrument", "time_unix_nano", "value")
+
+    def __init__(self, value: float, time_unix_nano: int, instrument: Any, context: Context, attributes: Any):
+        self.value = value
+        self.time_unix_nano = time_unix_nano
+        self.instrument = instrument
+        self.context = context
+        self.attributes = attributes
 
 
 class Attrs:
     """One metric attribute set, cleaned and hashed once as the SDK would for each point."""
 
-    __slots__ = ("key", "mapping")
+    __slots__ = ("aggregations", "key", "mapping")
 
     def __init__(self, attributes: Mapping[str, Any]) -> None:
+        # view match -> (its table, the aggregation of this set in it): a delta collection
+        # swaps the table, which a hit checks by identity (no hash of the nested key)
+        self.aggregations: dict[Any, tuple[Any, Any]] = {}
         if SUPPORTED:
             self.mapping: Mapping[str, Any] = _clean_attribute_value(attributes, None) or {}
             self.key: Any = _hash_attributes(self.mapping)
@@ -96,28 +120,82 @@ class Direct:
         if sdk is None or not 0 <= value < math.inf:  # the public API's own checks and warnings
             self._public(value, attrs.mapping, context)
             return
-        if not sdk._is_enabled():
+        config = sdk._meter_config  # the SDK's `_is_enabled()`, inlined
+        if config is not None and not config.is_enabled:
             return
         mapping = attrs.mapping
         consumer = sdk._measurement_consumer
         point = _Point(value, now, sdk, context, mapping)
-        sample = consumer._sdk_config.exemplar_filter.should_sample(value, now, mapping, context)
+        exemplars = consumer._sdk_config.exemplar_filter
+        if context is UNSAMPLED and type(exemplars) is TraceBasedExemplarFilter:
+            sample = False  # what it would say, without its four calls
+        else:
+            sample = exemplars.should_sample(value, now, mapping, context)
         for storage in consumer._reader_storages.values():
             if type(storage) is not MetricReaderStorage:
                 storage.consume_measurement(point, sample)
                 continue
-            for match in storage._get_or_init_view_instrument_match(sdk):
+            matches = storage._instrument_view_instrument_matches.get(sdk)
+            if matches is None:
+                matches = storage._get_or_init_view_instrument_match(sdk)
+            for match in matches:
                 if type(match) is not _ViewInstrumentMatch or match._view._attribute_keys is not None:
-                    match.consume_measurement(point, sample)  # a view that keeps some keys
+                    match.consume_measurement(point, sample)  # type: ignore[arg-type]  # a view keeping some keys
                 elif match._reset_on_collect:  # delta: a collection may swap the table
                     with match._lock:
-                        aggregation = match._attributes_aggregation.get(attrs.key)
-                        if aggregation is None:
-                            aggregation = match._get_or_create_aggregation(attrs.key, dict(mapping))
-                        aggregation.aggregate(point, sample)
+                        _aggregation(match, attrs).aggregate(point, sample)
                 else:
-                    aggregation = match._attributes_aggregation.get(attrs.key)
-                    if aggregation is None:
-                        with match._lock:
-                            aggregation = match._get_or_create_aggregation(attrs.key, dict(mapping))
-                    aggregation.aggregate(point, sample)
+                    _aggregation(match, attrs).aggregate(point, sample)
+
+
+def _aggregation(match: Any, attrs: Attrs) -> Any:
+    """The aggregation of `attrs` in `match`, as ``consume_measurement`` would find or make it
+    (for a delta match, called under its lock)."""
+    table = match._attributes_aggregation
+    hit = attrs.aggregations.get(match)
+    if hit is not None and hit[0] is table:
+        return hit[1]
+    aggregation = table.get(attrs.key)
+    if aggregation is None:
+        with match._lock if not match._reset_on_collect else _HELD:
+            aggregation = match._get_or_create_aggregation(attrs.key, dict(attrs.mapping))
+    if len(attrs.aggregations) >= 8:  # old meter providers' matches: let them go
+        attrs.aggregations.clear()
+    attrs.aggregations[match] = (match._attributes_aggregation, aggregation)
+    return aggregation
+
+
+_HELD: Final = nullcontext()  # the caller holds the match's lock already
+
+_PLAIN: frozenset[type] = frozenset((str, bool, int, float))
+
+
+def _plain(value: Any) -> bool:
+    """A value `_clean_attribute_value` returns unchanged: str, bool, int, float or a tuple
+    of str (finish reasons)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    return kind is tuple and all(type(v) is str for v in value)
+
+
+def set_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
+    """``span.set_attributes(attributes)``, without the per-value cleaning for plain values."""
+    if SUPPORTED and type(span) is _SdkSpan:
+        bounded = span._attributes
+        if (
+            type(bounded) is BoundedAttributes
+            and bounded.max_value_len is None  # no value would be cut
+            and all(map(_plain, attributes.values()))
+        ):
+            with span._lock:
+                table = bounded._dict
+                if (
+                    span._end_time is None
+                    and not bounded._immutable
+                    and (bounded.maxlen is None or len(table) + len(attributes) <= bounded.maxlen)
+                ):
+                    with bounded._lock:
+                        table.update(attributes)
+                    return
+    span.set_attributes(attributes)

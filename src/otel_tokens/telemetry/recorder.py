@@ -28,15 +28,12 @@ from otel_tokens.pricing.cards import Price
 from otel_tokens.pricing.pricer import Pricer, default_pricer
 from otel_tokens.record import CallRecord
 from otel_tokens.telemetry.callstate import CallState, RetryAttempt
-from otel_tokens.telemetry.direct import Attrs
+from otel_tokens.telemetry.direct import UNSAMPLED, Attrs, set_attributes
 from otel_tokens.telemetry.fingerprint import fingerprint
 from otel_tokens.telemetry.instruments import CALLS, SAVINGS, TOKENS, instruments_for
 from otel_tokens.version import __version__
 
 AttrValue = str | int | float | bool | tuple[str, ...]
-# a context whose span is invalid: the trace-based exemplar filter says no (an empty Context
-# would not do: it is falsy, and the SDK then reads the current one)
-_NO_EXEMPLAR = trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())
 logger = logging.getLogger("otel_tokens")
 
 
@@ -234,7 +231,7 @@ class Call:
             attrs[n.ERROR_TYPE] = record.error_type
         if record.blocked_by is not None:
             attrs[n.BUDGET_NAME] = record.blocked_by
-        span.set_attributes(attrs)
+        set_attributes(span, attrs)
         for attempt in retries:
             event: dict[str, Any] = {n.RETRY_REASON: attempt.reason, n.EVENT_RETRY_WAIT: attempt.wait_s}
             if attempt.status_code is not None:
@@ -269,7 +266,7 @@ class Call:
         # span; the duration and token histograms carry none (an invalid span's context
         # spares them the SDK's exemplar reservoir)
         span_context = self.context if self.context is not None else trace.set_span_in_context(span)
-        m.duration_points.point(duration, shape.duration, _NO_EXEMPLAR, now)
+        m.duration_points.point(duration, shape.duration, UNSAMPLED, now)
         sums: list[tuple[int, float]] = [(CALLS, 1)]
         if self.repeat:
             m.repeats.add(1, shape.ours.mapping, span_context)
@@ -281,10 +278,12 @@ class Call:
                 usage.cache_write_tokens,
                 usage.reasoning_tokens,
             )
-            m.token_points.point(usage.input_tokens, shape.input_tokens, _NO_EXEMPLAR, now)
-            m.token_points.point(usage.output_tokens, shape.output_tokens, _NO_EXEMPLAR, now)
+            m.token_points.point(usage.input_tokens, shape.input_tokens, UNSAMPLED, now)
+            m.token_points.point(usage.output_tokens, shape.output_tokens, UNSAMPLED, now)
             m.semconv.add_at(shape.semconv_key, enumerate(values))
-            sums.extend((TOKENS + i, v) for i, v in enumerate(values) if v)
+            for i, v in enumerate(values, TOKENS):
+                if v:
+                    sums.append((i, v))
         if price is not None:
             m.cost_points.point(cost, shape.ours, span_context, now)  # type: ignore[arg-type]
             if price.cache_savings:

@@ -52,9 +52,17 @@ def embeddings_usage(usage: Any) -> Usage:
     return normalised_usage(input_tokens=count(usage, "prompt_tokens"), output_tokens=0)
 
 
+_IDS = (("response_model", "model"), ("response_id", "id"), ("service_tier", "service_tier"))
+
+
 def _ids(response: Any) -> dict[str, Any]:
     # Azure's content-filter chunk has model "": an empty string is no value.
-    return texts(response, response_model="model", response_id="id", service_tier="service_tier")
+    out: dict[str, Any] = {}
+    for field, name in _IDS:
+        value = get(response, name)
+        if isinstance(value, str) and value:
+            out[field] = value
+    return out
 
 
 def _record(base: CallRecord, fields: dict[str, Any], usage: Usage | None) -> CallRecord:
@@ -67,11 +75,9 @@ def _record(base: CallRecord, fields: dict[str, Any], usage: Usage | None) -> Ca
 
 def chat_record(response: Any, base: CallRecord) -> CallRecord:
     fields = _ids(response)
-    reasons = tuple(
-        r for r in (get(c, "finish_reason") for c in get(response, "choices") or ()) if isinstance(r, str)
-    )
+    reasons = [r for c in get(response, "choices") or () if isinstance(r := get(c, "finish_reason"), str)]
     if reasons:
-        fields["finish_reasons"] = reasons
+        fields["finish_reasons"] = tuple(reasons)
     usage = get(response, "usage")
     return _record(base, fields, chat_usage(usage, base.provider) if usage is not None else None)
 
@@ -93,24 +99,29 @@ def embeddings_record(response: Any, base: CallRecord) -> CallRecord:
 
 
 class ChatStreamObserver:
-    """Chat chunks: ids and service tier from the chunks that carry them (Azure's first,
-    content-filter chunk has an empty model), finish reasons from choices, usage from the
-    final usage-only chunk (present only with ``stream_options.include_usage``)."""
+    """Chat chunks: ids and service tier from the first chunk that names the model (every
+    chunk repeats them; Azure's first, content-filter chunk has an empty model), the tier
+    also from the usage chunk, finish reasons from choices, usage from the final
+    usage-only chunk (present only with ``stream_options.include_usage``)."""
 
-    __slots__ = ("fields", "reasons", "usage")
+    __slots__ = ("fields", "looking", "reasons", "usage")
 
     def __init__(self) -> None:
         self.fields: dict[str, Any] = {}
+        self.looking = True  # until a chunk named the model
         self.usage: Any = None
         self.reasons: list[str] = []
 
     def observe(self, chunk: Any) -> None:
-        if len(self.fields) < 3:
+        if self.looking:
             for k, v in _ids(chunk).items():
                 self.fields.setdefault(k, v)
+            self.looking = "response_model" not in self.fields
         usage = chunk.usage
         if usage is not None:
             self.usage = usage
+            if "service_tier" not in self.fields:
+                self.fields.update(texts(chunk, service_tier="service_tier"))
         for choice in chunk.choices or ():  # compatible servers send "choices": null with usage
             if choice.finish_reason is not None:
                 self.reasons.append(choice.finish_reason)
