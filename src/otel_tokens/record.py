@@ -164,7 +164,7 @@ def normalised_usage(
         input_audio_tokens, output_audio_tokens = given["input_audio_tokens"], given["output_audio_tokens"]
         input_image_tokens, output_image_tokens = given["input_image_tokens"], given["output_image_tokens"]
         web_searches = given["web_searches"]
-    counts = (
+    counts: tuple[int | None, ...] = (
         input_tokens,
         output_tokens,
         cache_read_tokens,
@@ -176,8 +176,9 @@ def normalised_usage(
         input_image_tokens,
         output_image_tokens,
         web_searches,
-        *(details or {}).values(),
     )
+    if details:
+        counts += tuple(details.values())
     implausible = False
     for v in counts:  # a loop, not all(<generator>): this runs on every call
         if v is not None and not 0 <= v <= MAX_TOKENS:

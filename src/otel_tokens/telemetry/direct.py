@@ -24,7 +24,7 @@ span's locks, when no attribute limit could apply; anything else goes through
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
 from typing import Any, Final
 
@@ -170,13 +170,14 @@ _HELD: Final = nullcontext()  # the caller holds the match's lock already
 _PLAIN: frozenset[type] = frozenset((str, bool, int, float))
 
 
-def _plain(value: Any) -> bool:
-    """A value `_clean_attribute_value` returns unchanged: str, bool, int, float or a tuple
-    of str (finish reasons)."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return True
-    return kind is tuple and all(type(v) is str for v in value)
+def _plain(values: Iterable[Any]) -> bool:
+    """Values `_clean_attribute_value` returns unchanged: str, bool, int, float, tuples of
+    str (finish reasons)."""
+    for value in values:
+        kind = type(value)
+        if kind not in _PLAIN and not (kind is tuple and all(type(v) is str for v in value)):
+            return False
+    return True
 
 
 def set_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
@@ -186,7 +187,7 @@ def set_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
         if (
             type(bounded) is BoundedAttributes
             and bounded.max_value_len is None  # no value would be cut
-            and all(map(_plain, attributes.values()))
+            and _plain(attributes.values())
         ):
             with span._lock:
                 table = bounded._dict

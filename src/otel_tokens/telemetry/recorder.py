@@ -7,11 +7,12 @@ attribution resolved) and finished exactly once with the record the adapter extr
 from __future__ import annotations
 
 import logging
+import operator
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from time import time_ns
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -34,6 +35,20 @@ from otel_tokens.telemetry.instruments import CALLS, SAVINGS, TOKENS, instrument
 from otel_tokens.version import __version__
 
 AttrValue = str | int | float | bool | tuple[str, ...]
+# span attribute -> `Usage` field of the counts a span carries only when they are not zero
+_OPTIONAL: Final = (
+    (n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, "cache_read_tokens"),
+    (n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, "cache_write_tokens"),
+    (n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, "reasoning_tokens"),
+    (n.USAGE_CACHE_WRITE_1H, "cache_write_1h_tokens"),
+    (n.USAGE_INPUT_AUDIO, "input_audio_tokens"),
+    (n.USAGE_OUTPUT_AUDIO, "output_audio_tokens"),
+    (n.USAGE_INPUT_IMAGE, "input_image_tokens"),
+    (n.USAGE_OUTPUT_IMAGE, "output_image_tokens"),
+    (n.USAGE_WEB_SEARCHES, "web_searches"),
+)
+_OPTIONAL_NAMES: Final = tuple(name for name, _ in _OPTIONAL)
+_optional_counts: Final = operator.attrgetter(*(field for _, field in _OPTIONAL))
 logger = logging.getLogger("otel_tokens")
 
 
@@ -81,29 +96,30 @@ class Recorder:
         frameworks = sys.modules.get("otel_tokens.attribution.frameworks")
         if frameworks is not None:  # an agent framework's own invoke_agent span may be nearer
             scope = frameworks.scope_for(scope)
-        attrs: dict[str, Any] = dict(scope.span_attributes)
-        attrs[n.GEN_AI_OPERATION_NAME] = operation
-        attrs[n.GEN_AI_PROVIDER_NAME] = provider
+        # at creation, what the conventions say samplers may read; the attribution and the
+        # rest go on with the end attributes (`Call.late`), where the SDK does not clean them
+        attrs: dict[str, Any] = {n.GEN_AI_OPERATION_NAME: operation, n.GEN_AI_PROVIDER_NAME: provider}
         if model is not None:
             attrs[n.GEN_AI_REQUEST_MODEL] = model
-        if stream is not None:
-            attrs[n.GEN_AI_REQUEST_STREAM] = stream
         if server is not None:
             attrs[n.SERVER_ADDRESS] = server[0]
             if server[1] is not None:
                 attrs[n.SERVER_PORT] = server[1]
+        if extra:
+            attrs.update(extra)
+        late: dict[str, Any] = dict(scope.span_attributes)
+        if stream is not None:
+            late[n.GEN_AI_REQUEST_STREAM] = stream
         # iterations and repeats are per task or agent loop: a process with no task at all
         # does not count them, nor pay for the request's hash
         repeat = False
         if scope.kind != "root" or scope.name:
-            attrs[n.AGENT_ITERATION] = scope.next_iteration()
+            late[n.AGENT_ITERATION] = scope.next_iteration()
             repeat = messages is not None and scope.is_repeat(fingerprint(model, messages))
             if repeat:
-                attrs[n.LOOP_REPEAT] = True
-        if extra:
-            attrs.update(extra)
+                late[n.LOOP_REPEAT] = True
         if source is not None:
-            attrs[n.SOURCE] = source
+            late[n.SOURCE] = source
         name = f"{operation} {model}" if model else operation
         parent = span_parent(scope)  # in a thread or pool worker: the task's span, by ids
         span = self.tracer.start_span(
@@ -114,6 +130,7 @@ class Recorder:
         call = Call(self, span, token, scope, repeat)
         call.context = ctx  # the span current in it: what the exemplars point at
         call.source = source
+        call.late = late
         return call
 
 
@@ -127,6 +144,7 @@ class Call:
         "_start",
         "_token",
         "context",
+        "late",
         "repeat",
         "source",
         "span",
@@ -146,6 +164,7 @@ class Call:
         self._start = time.perf_counter()
         self.source: str | None = None
         self.context: otel_context.Context | None = None
+        self.late: dict[str, Any] = {}  # span attributes set with the end ones
 
     def elapsed(self) -> float:
         """Seconds since the call started (safe from a finaliser: no lock, no recording)."""
@@ -187,7 +206,9 @@ class Call:
             _say_usage_unknown(record)
 
         span = self.span
-        attrs: dict[str, Any] = {n.OUTCOME: outcome, n.COST_STATUS: cost_status}
+        attrs = self.late
+        attrs[n.OUTCOME] = outcome
+        attrs[n.COST_STATUS] = cost_status
         if retries:
             attrs[n.RETRY_COUNT] = len(retries)
         if record.response_model is not None:
@@ -201,18 +222,8 @@ class Call:
         if record.usage_reported:
             attrs[n.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             attrs[n.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
-            for name, value in (  # the optional counts only when there are some
-                (n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens),
-                (n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, usage.cache_write_tokens),
-                (n.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens),
-                (n.USAGE_CACHE_WRITE_1H, usage.cache_write_1h_tokens),
-                (n.USAGE_INPUT_AUDIO, usage.input_audio_tokens),
-                (n.USAGE_OUTPUT_AUDIO, usage.output_audio_tokens),
-                (n.USAGE_INPUT_IMAGE, usage.input_image_tokens),
-                (n.USAGE_OUTPUT_IMAGE, usage.output_image_tokens),
-                (n.USAGE_WEB_SEARCHES, usage.web_searches),
-            ):
-                if value:
+            for name, value in zip(_OPTIONAL_NAMES, _optional_counts(usage), strict=True):
+                if value:  # the optional counts only when there are some
                     attrs[name] = value
         if record.service_tier is not None:
             attrs[n.SERVICE_TIER] = record.service_tier
