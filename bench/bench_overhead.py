@@ -15,8 +15,9 @@ one with ``stream_options.include_usage``. Variants, all under the same provider
 
 Only one instrumentation is active at a time: each library's `instrument()` runs once and
 the method it installs on `Completions.create` is kept; the bench then swaps the SDK's own
-method and the two wrappers call by call (rotating order), so slow drifts of a shared,
-busy machine hit every variant alike. Each round gives every variant's mean CPU time per
+method and the two wrappers call by call (a fresh shuffled order each time), so slow
+drifts of a shared, busy machine hit every variant alike and no variant always follows the
+same one. Each round gives every variant's mean CPU time per
 call (`time.thread_time` around each call: the calling thread's CPU, GC included; the
 batch processor's export thread, which only drops spans, is not counted) and one paired
 overhead estimate (variant - sdk in the same round); figures are medians over rounds.
