@@ -27,7 +27,7 @@ from opentelemetry.sdk.metrics.view import DropAggregation, View
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
 from otel_tokens.telemetry import direct
-from otel_tokens.telemetry.direct import Attrs, Direct, set_attributes
+from otel_tokens.telemetry.direct import UNSAMPLED, Attrs, Direct, set_attributes
 
 DELTA = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}
 SETS = [
@@ -220,3 +220,52 @@ def test_a_default_span_takes_the_direct_path(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(span, "set_attributes", lambda _attrs: pytest.fail("the public path was taken"))
     set_attributes(span, FINISH)
     assert dict(span.attributes or {}) == {**START, **FINISH}
+
+
+def test_no_point_is_lost_while_a_delta_reader_collects() -> None:
+    """Threads record through `Direct` while another collects (each collection swaps the
+    SDK's table): the collected deltas add up to every point, exactly."""
+    import threading
+
+    reader = InMemoryMetricReader(preferred_temporality=DELTA)
+    provider = MeterProvider(metric_readers=[reader])
+    meter = provider.get_meter("t")
+    counter = Direct(meter.create_counter("c"), "add")
+    histogram = Direct(meter.create_histogram("h"), "record")
+    attrs = [Attrs(s) for s in SETS]
+    threads, per_thread = 4, 5_000
+    done = threading.Event()
+    seen = {"c": 0.0, "h": 0}
+
+    def collect() -> None:
+        data = reader.get_metrics_data()
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    for p in metric.data.data_points:
+                        if metric.name == "c":
+                            seen["c"] += p.value
+                        else:
+                            seen["h"] += p.count
+
+    def collector() -> None:
+        while not done.is_set():
+            collect()
+
+    def worker(k: int) -> None:
+        for i in range(per_thread):
+            counter.point(1.0, attrs[(i + k) % 3], UNSAMPLED, i)
+            histogram.point(0.5, attrs[i % 3], UNSAMPLED, i)
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    reading = threading.Thread(target=collector)
+    reading.start()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    done.set()
+    reading.join()
+    collect()
+    provider.shutdown()
+    assert seen == {"c": threads * per_thread, "h": threads * per_thread}
