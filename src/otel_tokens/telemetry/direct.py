@@ -161,7 +161,7 @@ def _aggregation(match: Any, attrs: Attrs) -> Any:
             aggregation = match._get_or_create_aggregation(attrs.key, dict(attrs.mapping))
     if len(attrs.aggregations) >= 8:  # old meter providers' matches: let them go
         attrs.aggregations.clear()
-    attrs.aggregations[match] = (match._attributes_aggregation, aggregation)
+    attrs.aggregations[match] = (table, aggregation)
     return aggregation
 
 
