@@ -269,3 +269,24 @@ def test_no_point_is_lost_while_a_delta_reader_collects() -> None:
     collect()
     provider.shutdown()
     assert seen == {"c": threads * per_thread, "h": threads * per_thread}
+
+
+def test_an_api_proxy_takes_the_sdk_path_once_its_provider_is_set() -> None:
+    """`get_meter()` before any provider (zero-code start-up) hands out proxies: points go
+    to the API's no-op until the provider is set, then to its SDK instrument."""
+    meter = _ProxyMeter("t")
+    fast = Direct(meter.create_counter("c"), "add")
+    fast.point(5.0, Attrs(SETS[0]), UNSAMPLED, 1)  # no provider yet: dropped, as by the API
+    reader = InMemoryMetricReader()
+    meter.on_set_meter_provider(MeterProvider(metric_readers=[reader]))
+    fast.point(2.0, Attrs(SETS[0]), UNSAMPLED, 2)
+    assert fast._sdk is not None
+    data = reader.get_metrics_data()
+    points = [
+        p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        for p in m.data.data_points
+    ]
+    assert [(dict(p.attributes), p.value) for p in points] == [(SETS[0], 2.0)]
