@@ -10,6 +10,7 @@ the same meter would never be read.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Final
 
@@ -54,8 +55,9 @@ class Instruments:
         self.duration_points = Direct(self.duration, "record")
         self.cost_points = Direct(self.cost, "add")
 
-        self.ours = SumTable(TOKENS + len(TOKEN_TYPES))
-        self.semconv = SumTable(len(_SEMCONV_USAGE))
+        lock = threading.RLock()  # one call adds to both tables under one lock
+        self.ours = SumTable(TOKENS + len(TOKEN_TYPES), lock)
+        self.semconv = SumTable(len(_SEMCONV_USAGE), lock)
         self.retries = meter.create_counter(
             n.M_RETRIES, unit="{retry}", description="SDK-internal retries by reason"
         )

@@ -278,7 +278,10 @@ class Call:
         # spares them the SDK's exemplar reservoir)
         span_context = self.context if self.context is not None else trace.set_span_in_context(span)
         m.duration_points.point(duration, shape.duration, UNSAMPLED, now)
-        sums: list[tuple[int, float]] = [(CALLS, 1)]
+        rows = shape.rows
+        if rows is None or rows[0] is not m.ours:  # the shape's rows in this bundle's tables
+            rows = shape.rows = (m.ours, m.ours.row(shape.ours_key), m.semconv.row(shape.semconv_key))
+        ours, semconv = rows[1], rows[2]
         if self.repeat:
             m.repeats.add(1, shape.ours.mapping, span_context)
         if record.usage_reported:
@@ -291,15 +294,17 @@ class Call:
             )
             m.token_points.point(usage.input_tokens, shape.input_tokens, UNSAMPLED, now)
             m.token_points.point(usage.output_tokens, shape.output_tokens, UNSAMPLED, now)
-            m.semconv.add_at(shape.semconv_key, enumerate(values))
-            for i, v in enumerate(values, TOKENS):
-                if v:
-                    sums.append((i, v))
+        savings = float(price.cache_savings) if price is not None and price.cache_savings else 0.0
         if price is not None:
             m.cost_points.point(cost, shape.ours, span_context, now)  # type: ignore[arg-type]
-            if price.cache_savings:
-                sums.append((SAVINGS, float(price.cache_savings)))
-        m.ours.add_at(shape.ours_key, sums)
+        with m.ours.lock:  # the in-process sums: one row per table, kept by the shape
+            ours[CALLS] += 1
+            if record.usage_reported:
+                for i, v in enumerate(values):
+                    semconv[i] += v
+                    ours[TOKENS + i] += v
+            if savings:
+                ours[SAVINGS] += savings
         for attempt in retries:
             m.retries.add(1, {**shape.ours.mapping, n.RETRY_REASON: attempt.reason}, span_context)
 
@@ -308,7 +313,7 @@ class _Shape:
     """The metric attribute sets of one shape of call, built, bounded, cleaned and hashed
     once (cached)."""
 
-    __slots__ = ("duration", "input_tokens", "ours", "ours_key", "output_tokens", "semconv_key")
+    __slots__ = ("duration", "input_tokens", "ours", "ours_key", "output_tokens", "rows", "semconv_key")
 
     def __init__(self, base: Mapping[str, Any], ours: Mapping[str, Any], error_type: str | None) -> None:
         self.duration = Attrs(base if error_type is None else {**base, n.ERROR_TYPE: error_type})
@@ -317,6 +322,7 @@ class _Shape:
         self.semconv_key = frozenset({**base, n.GEN_AI_TOKEN_MODALITY: n.MODALITY_UNKNOWN}.items())
         self.ours = Attrs(ours)
         self.ours_key = frozenset(ours.items())
+        self.rows: tuple[Any, list[float], list[float]] | None = None  # (table, ours, semconv)
 
 
 _ShapeKey = tuple[Any, ...]

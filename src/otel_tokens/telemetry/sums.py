@@ -24,13 +24,29 @@ class SumTable:
 
     __slots__ = ("_columns", "_lock", "_rows")
 
-    def __init__(self, columns: int) -> None:
+    def __init__(self, columns: int, lock: threading.RLock | None = None) -> None:
         self._columns = columns
         # Reentrant, and nothing is iterated under it: if a garbage-collector finaliser ever
         # reached `add` while this thread sits in `snapshot`, it must neither deadlock nor
         # mutate a dict being iterated (finalisers defer their work; this is the second line).
-        self._lock = threading.RLock()
+        # Tables updated together by one call share one (`lock`).
+        self._lock = lock if lock is not None else threading.RLock()
         self._rows: dict[Key, list[float]] = {}
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Hold it to add to rows got from `row()`."""
+        return self._lock
+
+    def row(self, key: Key) -> list[float]:
+        """The row for `key`, made if new. Rows are never removed, so a caller may keep one
+        (the recorder does, per call shape) and add to its columns under `lock`."""
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None:
+                fresh: list[float] = [0] * self._columns
+                row = self._rows.setdefault(key, fresh)
+            return row
 
     def add(self, attributes: Mapping[str, Any], values: Iterable[tuple[int, float]]) -> None:
         """Add `value` to column `index` of the row for `attributes`, for each pair."""
