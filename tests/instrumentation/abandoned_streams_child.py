@@ -32,7 +32,7 @@ def main(base_url: str, count: int) -> None:
     assert recorder is not None
     table = recorder.metrics.ours
     for i in range(3000):  # a big table: the reader spends its time inside snapshot()
-        table.add({"stress.row": i}, [(1, 0.0)])
+        table.row(frozenset({"stress.row": i}.items()))
     stop = threading.Event()
 
     def read() -> None:

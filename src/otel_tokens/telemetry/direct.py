@@ -143,21 +143,21 @@ class Direct:
                     match.consume_measurement(point, sample)  # type: ignore[arg-type]  # a view keeping some keys
                 elif match._reset_on_collect:  # delta: a collection may swap the table
                     with match._lock:
-                        _aggregation(match, attrs).aggregate(point, sample)
+                        _aggregation(match, attrs, _HELD).aggregate(point, sample)
                 else:
-                    _aggregation(match, attrs).aggregate(point, sample)
+                    _aggregation(match, attrs, match._lock).aggregate(point, sample)
 
 
-def _aggregation(match: Any, attrs: Attrs) -> Any:
-    """The aggregation of `attrs` in `match`, as ``consume_measurement`` would find or make it
-    (for a delta match, called under its lock)."""
+def _aggregation(match: Any, attrs: Attrs, creating: Any) -> Any:
+    """The aggregation of `attrs` in `match`, as ``consume_measurement`` would find or make it;
+    `creating` is the lock to make one under (`_HELD` when the caller holds it already)."""
     table = match._attributes_aggregation
     hit = attrs.aggregations.get(match)
     if hit is not None and hit[0] is table:
         return hit[1]
     aggregation = table.get(attrs.key)
     if aggregation is None:
-        with match._lock if not match._reset_on_collect else _HELD:
+        with creating:
             aggregation = match._get_or_create_aggregation(attrs.key, dict(attrs.mapping))
     if len(attrs.aggregations) >= 8:  # old meter providers' matches: let them go
         attrs.aggregations.clear()

@@ -2,8 +2,9 @@
 
 Recording a point through the SDK costs several microseconds (attribute cleaning, hashing,
 a lock per instrument); a call updates a dozen counters over the same attribute set. So a
-call adds its numbers to one row of a `SumTable`, keyed once by its attributes, and the
-observable counters read the rows at collection time. Totals are identical to synchronous
+call adds its numbers to one row of a `SumTable` (the recorder keeps the row per call
+shape and adds under the table's lock), and the observable counters read the rows at
+collection time. Totals are identical to synchronous
 counters (cumulative, monotonic); what is lost is exemplars, so the cost counter and the
 histograms, which carry them, stay synchronous.
 """
@@ -45,22 +46,8 @@ class SumTable:
             row = self._rows.get(key)
             if row is None:
                 fresh: list[float] = [0] * self._columns
-                row = self._rows.setdefault(key, fresh)
+                row = self._rows.setdefault(key, fresh)  # one C call: a nested caller keeps its row
             return row
-
-    def add(self, attributes: Mapping[str, Any], values: Iterable[tuple[int, float]]) -> None:
-        """Add `value` to column `index` of the row for `attributes`, for each pair."""
-        self.add_at(frozenset(attributes.items()), values)
-
-    def add_at(self, key: Key, values: Iterable[tuple[int, float]]) -> None:
-        """`add` with the row's key already built (the recorder caches it per call shape)."""
-        with self._lock:
-            row = self._rows.get(key)
-            if row is None:
-                fresh: list[float] = [0] * self._columns
-                row = self._rows.setdefault(key, fresh)  # one C call: a nested add keeps its row
-            for index, value in values:
-                row[index] += value
 
     def snapshot(self) -> list[tuple[Key, list[float]]]:
         with self._lock:

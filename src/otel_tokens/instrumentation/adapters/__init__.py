@@ -23,10 +23,11 @@ def count(obj: Any, *path: str) -> int | None:
     return obj if isinstance(obj, int) and not isinstance(obj, bool) else None
 
 
-def texts(obj: Any, **fields: str) -> dict[str, Any]:
-    """Record fields from non-empty string fields of `obj`: `texts(r, response_id="id")`."""
+def texts(obj: Any, fields: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """Record fields from non-empty string fields of `obj`: `texts(r, (("response_id", "id"),))`
+    (pairs, not keywords: no dict is built for the arguments on every call)."""
     out: dict[str, Any] = {}
-    for field, name in fields.items():
+    for field, name in fields:
         value = get(obj, name)
         if isinstance(value, str) and value:
             out[field] = value

@@ -126,7 +126,7 @@ def _finish_reason(candidate: Any) -> str | None:
 
 
 def _fields(response: Any) -> dict[str, Any]:
-    fields = texts(response, response_model="model_version", response_id="response_id")
+    fields = texts(response, (("response_model", "model_version"), ("response_id", "response_id")))
     reasons = tuple(r for r in map(_finish_reason, get(response, "candidates") or ()) if r is not None)
     if reasons:
         fields["finish_reasons"] = reasons

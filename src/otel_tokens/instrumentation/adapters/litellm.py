@@ -83,7 +83,7 @@ def _reported_cost(response: Any) -> float | None:
 
 
 def _fields(response: Any) -> dict[str, Any]:
-    return texts(response, response_model="model", response_id="id")
+    return texts(response, (("response_model", "model"), ("response_id", "id")))
 
 
 def _reasons(response: Any) -> tuple[str, ...]:

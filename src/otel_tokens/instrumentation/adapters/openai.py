@@ -55,14 +55,12 @@ def embeddings_usage(usage: Any) -> Usage:
 _IDS = (("response_model", "model"), ("response_id", "id"), ("service_tier", "service_tier"))
 
 
+_TIER = (("service_tier", "service_tier"),)
+
+
 def _ids(response: Any) -> dict[str, Any]:
     # Azure's content-filter chunk has model "": an empty string is no value.
-    out: dict[str, Any] = {}
-    for field, name in _IDS:
-        value = get(response, name)
-        if isinstance(value, str) and value:
-            out[field] = value
-    return out
+    return texts(response, _IDS)
 
 
 def _record(base: CallRecord, fields: dict[str, Any], usage: Usage | None) -> CallRecord:
@@ -121,7 +119,7 @@ class ChatStreamObserver:
         if usage is not None:
             self.usage = usage
             if "service_tier" not in self.fields:
-                self.fields.update(texts(chunk, service_tier="service_tier"))
+                self.fields.update(texts(chunk, _TIER))
         for choice in chunk.choices or ():  # compatible servers send "choices": null with usage
             if choice.finish_reason is not None:
                 self.reasons.append(choice.finish_reason)
